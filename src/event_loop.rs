@@ -1,0 +1,74 @@
+//! The one `mio::Poll`, its token table, and the loop around the one `poll()` call.
+//!
+//! A turn: wait for the earliest of an event or a deadline; dispatch each event by token
+//! (signals, dinit's own stdout/stderr becoming writable, pipes, the control socket); fire due
+//! deadlines; read ready pipes within a budget; move the phases; write what is queued. A turn
+//! never blocks anywhere but in `poll`, so a slow reader or a hung child cannot keep dinit from
+//! reaping or from a SIGTERM.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::output::Stream;
+use crate::supervise::supervisor::Supervisor;
+
+pub const SIGNALS: Token = Token(0);
+pub const STDOUT: Token = Token(1);
+pub const STDERR: Token = Token(2);
+pub const CONTROL: Token = Token(3);
+const FIRST_DYNAMIC: usize = 16;
+
+/// Reads of pipes per turn before the loop looks at signals and children again.
+const PIPE_BUDGET: usize = 64;
+
+static NEXT_TOKEN: AtomicUsize = AtomicUsize::new(FIRST_DYNAMIC);
+
+/// A token for a pipe or a connection; never reused, so a late event for a closed source can
+/// never reach a new one.
+pub fn new_token() -> Token {
+    Token(NEXT_TOKEN.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Runs until the supervisor says everything is over; returns dinit's exit code. Only `poll`
+/// failing ends it early.
+pub fn run(poll: &mut Poll, signals: &mut Signals, sup: &mut Supervisor) -> io::Result<u8> {
+    let mut events = Events::with_capacity(256);
+    loop {
+        sup.on_timers(Instant::now());
+        sup.pipes.pump(poll.registry(), &mut sup.out, PIPE_BUDGET);
+        sup.scan_orphans();
+        if let Some(code) = sup.progress() {
+            return Ok(code);
+        }
+        sup.out.flush();
+        if let Some(code) = sup.progress() {
+            return Ok(code);
+        }
+        let timeout = if sup.pipes.has_work(&sup.out) { Some(Duration::ZERO) } else { sup.timeout(Instant::now()) };
+        match poll.poll(&mut events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for event in events.iter() {
+            match event.token() {
+                SIGNALS => {
+                    for sig in signals.pending() {
+                        sup.on_signal(sig);
+                    }
+                }
+                STDOUT => sup.out.sink_mut(Stream::Stdout).set_writable(),
+                STDERR => sup.out.sink_mut(Stream::Stderr).set_writable(),
+                token => {
+                    if !sup.pipes.mark_ready(token) {
+                        sup.on_token(token);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! Just enough JSON for the output path: is this line one JSON object, where are its top-level
+//! `service`/`stage`/`logged` members, and how to write a string as JSON.
+//!
+//! Pure and allocation-free per line. The scanner accepts exactly what `serde_json` accepts as one
+//! object (RFC 8259, UTF-8, nesting up to 128), so a record dinit writes always parses; the fuzz
+//! target `json_scan` holds it to that.
+
+/// Nesting limit: `serde_json` (recursion limit 128) accepts at most 127 levels.
+const MAX_DEPTH: usize = 127;
+
+/// The keys dinit owns in a record.
+const RESERVED: [&[u8]; 3] = [b"service", b"stage", b"logged"];
+
+/// One top-level member of an object: `text[start..end]` runs from just after the `{` or `,`
+/// before it to just before the `,` or `}` after it (surrounding whitespace included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub start: usize,
+    pub end: usize,
+    pub reserved: bool,
+}
+
+/// What [`scan_object`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Object {
+    /// The object without surrounding whitespace: `line[start..end]`, `line[start] == b'{'`.
+    pub start: usize,
+    pub end: usize,
+    /// Whether it has at least one member.
+    pub has_members: bool,
+    /// Whether a member has one of dinit's keys (then `members` lists every member).
+    pub has_reserved: bool,
+}
+
+/// Is `line` (surrounding JSON whitespace allowed) exactly one JSON object? `members` is filled
+/// with its top-level members (cleared first); a reused Vec keeps this allocation-free.
+pub fn scan_object(line: &[u8], members: &mut Vec<Member>) -> Option<Object> {
+    members.clear();
+    let start = skip_ws(line, 0);
+    if line.get(start) != Some(&b'{') {
+        return None;
+    }
+    let end = line.len() - line.iter().rev().take_while(|b| is_ws(**b)).count();
+    if end <= start + 1 || line[end - 1] != b'}' {
+        return None;
+    }
+    // Only strings may hold non-ASCII; checking the whole line once is cheaper than per string.
+    if !line[start..end].is_ascii() && std::str::from_utf8(&line[start..end]).is_err() {
+        return None;
+    }
+    let text = &line[..end];
+    let mut s = Scanner { text, pos: start + 1 };
+    let mut has_reserved = false;
+    let mut has_members = false;
+    s.ws();
+    if s.peek() == Some(b'}') {
+        s.pos += 1;
+    } else {
+        let mut member_start = start + 1;
+        loop {
+            s.ws();
+            let key_start = s.pos;
+            s.string()?;
+            let reserved = is_reserved(&text[key_start + 1..s.pos - 1]);
+            has_reserved |= reserved;
+            s.ws();
+            s.expect(b':')?;
+            s.ws();
+            s.value(1)?;
+            s.ws();
+            members.push(Member { start: member_start, end: s.pos, reserved });
+            has_members = true;
+            match s.next()? {
+                b',' => member_start = s.pos,
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    if s.pos != end {
+        return None; // `{"a":1} {"b":2}`: two values, not one object
+    }
+    Some(Object { start, end, has_members, has_reserved })
+}
+
+fn is_reserved(raw_key: &[u8]) -> bool {
+    if !raw_key.contains(&b'\\') {
+        return RESERVED.contains(&raw_key);
+    }
+    // A key written with escapes (`"serv\u0069ce"`) is still that key once decoded. Rare: decode
+    // into a small stack buffer; anything longer than the longest reserved key cannot match.
+    let mut buf = [0u8; 8];
+    let mut n = 0;
+    let mut i = 0;
+    while i < raw_key.len() {
+        let c = if raw_key[i] == b'\\' {
+            let (c, used) = match raw_key.get(i + 1) {
+                Some(b'u') => match raw_key.get(i + 2..i + 6).and_then(hex4) {
+                    Some(cp) if cp < 0x80 => (cp as u8, 6),
+                    _ => return false,
+                },
+                Some(&e) => (unescape_simple(e), 2),
+                None => return false,
+            };
+            i += used;
+            c
+        } else {
+            i += 1;
+            raw_key[i - 1]
+        };
+        if n == buf.len() {
+            return false;
+        }
+        buf[n] = c;
+        n += 1;
+    }
+    RESERVED.contains(&&buf[..n])
+}
+
+fn unescape_simple(e: u8) -> u8 {
+    match e {
+        b'n' => b'\n',
+        b't' => b'\t',
+        b'r' => b'\r',
+        b'b' => 8,
+        b'f' => 12,
+        other => other,
+    }
+}
+
+fn hex4(h: &[u8]) -> Option<u32> {
+    let mut v = 0;
+    for &b in h {
+        v = v * 16 + (b as char).to_digit(16)?;
+    }
+    Some(v)
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn skip_ws(t: &[u8], mut i: usize) -> usize {
+    while i < t.len() && is_ws(t[i]) {
+        i += 1;
+    }
+    i
+}
+
+struct Scanner<'a> {
+    text: &'a [u8],
+    pos: usize,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, b: u8) -> Option<()> {
+        (self.next()? == b).then_some(())
+    }
+
+    fn ws(&mut self) {
+        self.pos = skip_ws(self.text, self.pos);
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string(),
+            b'{' => self.object(depth + 1),
+            b'[' => self.array(depth + 1),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.pos += 1;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.pos += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            self.string()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            self.value(depth)?;
+            self.ws();
+            match self.next()? {
+                b',' => {}
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.pos += 1;
+        self.ws();
+        if self.peek()? == b']' {
+            self.pos += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            self.value(depth)?;
+            self.ws();
+            match self.next()? {
+                b',' => {}
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.text.get(self.pos..self.pos + word.len())? == word {
+            self.pos += word.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek()? {
+            b'0' => self.pos += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// A string starting at `pos` (the opening quote); UTF-8 was checked for the whole line.
+    fn string(&mut self) -> Option<()> {
+        if self.next()? != b'"' {
+            return None;
+        }
+        loop {
+            // The plain bytes are the common case: skip them in one tight loop.
+            while let Some(&b) = self.text.get(self.pos) {
+                if b == b'"' || b == b'\\' || b < 0x20 {
+                    break;
+                }
+                self.pos += 1;
+            }
+            match self.next()? {
+                b'"' => return Some(()),
+                b'\\' => match self.next()? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                    b'u' => self.unicode_escape()?,
+                    _ => return None,
+                },
+                _ => return None, // a control character
+            }
+        }
+    }
+
+    /// After `\u`: four hex digits; a surrogate must be a high one followed by `\u` and a low one
+    /// (serde_json rejects lone surrogates).
+    fn unicode_escape(&mut self) -> Option<()> {
+        let cp = hex4(self.text.get(self.pos..self.pos + 4)?)?;
+        self.pos += 4;
+        match cp {
+            0xD800..=0xDBFF => {
+                if self.text.get(self.pos..self.pos + 2)? != b"\\u" {
+                    return None;
+                }
+                let low = hex4(self.text.get(self.pos + 2..self.pos + 6)?)?;
+                if !(0xDC00..=0xDFFF).contains(&low) {
+                    return None;
+                }
+                self.pos += 6;
+                Some(())
+            }
+            0xDC00..=0xDFFF => None,
+            _ => Some(()),
+        }
+    }
+}
+
+/// Appends `s` as a JSON string with its quotes, escaped as Go's `json.Marshal` does, so that a
+/// service name comes out byte for byte as tozd/dinit writes it: `"` `\` and control characters
+/// escaped, `<` `>` `&` U+2028 U+2029 as `\u` escapes, each invalid UTF-8 byte as `\ufffd`.
+pub fn write_string(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    for chunk in s.utf8_chunks() {
+        escape_valid(out, chunk.valid());
+        for _ in chunk.invalid() {
+            out.extend_from_slice(b"\\ufffd");
+        }
+    }
+    out.push(b'"');
+}
+
+/// 1 where an ASCII byte needs an escape.
+static NEEDS_ESCAPE: [bool; 128] = {
+    let mut t = [false; 128];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b'&' as usize] = true;
+    t
+};
+
+fn escape_valid(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    let mut run = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let escape: Option<&[u8]> = if c < 0x80 {
+            if !NEEDS_ESCAPE[c as usize] {
+                i += 1;
+                continue;
+            }
+            match c {
+                b'"' => Some(b"\\\""),
+                b'\\' => Some(b"\\\\"),
+                b'\n' => Some(b"\\n"),
+                b'\r' => Some(b"\\r"),
+                b'\t' => Some(b"\\t"),
+                _ => None,
+            }
+        } else if c == 0xE2 && b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xA8 | 0xA9)) {
+            out.extend_from_slice(&b[run..i]);
+            out.extend_from_slice(if b[i + 2] == 0xA8 { b"\\u2028" } else { b"\\u2029" });
+            i += 3;
+            run = i;
+            continue;
+        } else {
+            i += 1;
+            continue;
+        };
+        out.extend_from_slice(&b[run..i]);
+        match escape {
+            Some(e) => out.extend_from_slice(e),
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(c >> 4) as usize]);
+                out.push(HEX[(c & 15) as usize]);
+            }
+        }
+        i += 1;
+        run = i;
+    }
+    out.extend_from_slice(&b[run..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(s: &str) -> Option<Object> {
+        scan_object(s.as_bytes(), &mut Vec::new())
+    }
+
+    fn agrees_with_serde(s: &[u8]) {
+        let ours = scan_object(s, &mut Vec::new()).is_some();
+        let theirs = matches!(serde_json::from_slice::<serde_json::Value>(s), Ok(serde_json::Value::Object(_)));
+        assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(s));
+    }
+
+    #[test]
+    fn accepts_objects() {
+        for s in [
+            "{}",
+            "{ }",
+            " {} ",
+            "\t{\"a\":1}\r",
+            r#"{"a":[1,2.5,-0.1e+3,true,false,null,{"b":"c"}]}"#,
+            r#"{"esc":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"}"#,
+            r#"{"a":1,"a":2}"#,
+            "{\"é\":\"ü\"}",
+        ] {
+            assert!(obj(s).is_some(), "{s}");
+            agrees_with_serde(s.as_bytes());
+        }
+    }
+
+    #[test]
+    fn rejects_non_objects() {
+        for s in [
+            "",
+            "{",
+            "}",
+            "[1]",
+            "1",
+            "\"s\"",
+            "{not json}",
+            "{\"a\":1} {\"b\":2}",
+            "{\"a\":1,}",
+            "{\"a\"}",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":.5}",
+            "{\"a\":-}",
+            "{\"a\":tru}",
+            "{\"a\":\"\t\"}",
+            "{\"a\":\"\\x\"}",
+            "{\"a\":\"\\ud800\"}",
+            "{\"a\":\"\\udc00\"}",
+            "{'a':1}",
+            "{\"a\":1}}",
+            "{\"a\":[1,]}",
+            "{\"a\":NaN}",
+        ] {
+            assert!(obj(s).is_none(), "{s}");
+            agrees_with_serde(s.as_bytes());
+        }
+        agrees_with_serde(b"{\"a\":\"\xff\"}");
+        agrees_with_serde(b"{\"a\":1}\x00");
+    }
+
+    #[test]
+    fn depth_limit_matches_serde() {
+        for depth in [126, 127, 128, 129, 130] {
+            let s = format!("{{\"a\":{}1{}}}", "[".repeat(depth), "]".repeat(depth));
+            agrees_with_serde(s.as_bytes());
+        }
+    }
+
+    #[test]
+    fn members_and_reserved_keys() {
+        let line = br#" {"a":1, "service" : "x","b":{"stage":2}, "logg\u0065d":3} "#;
+        let mut m = Vec::new();
+        let o = scan_object(line, &mut m).unwrap();
+        assert!(o.has_reserved && o.has_members);
+        let texts: Vec<(&str, bool)> =
+            m.iter().map(|m| (std::str::from_utf8(&line[m.start..m.end]).unwrap(), m.reserved)).collect();
+        assert_eq!(
+            texts,
+            vec![
+                ("\"a\":1", false),
+                (" \"service\" : \"x\"", true),
+                ("\"b\":{\"stage\":2}", false),
+                (" \"logg\\u0065d\":3", true)
+            ]
+        );
+        let o = obj("{\"services\":1}").unwrap();
+        assert!(!o.has_reserved);
+        assert!(!obj("{}").unwrap().has_members);
+    }
+
+    fn esc(s: &[u8]) -> String {
+        let mut v = Vec::new();
+        write_string(&mut v, s);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn escapes_like_go() {
+        assert_eq!(esc(b"web"), r#""web""#);
+        assert_eq!(esc(b"a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(esc(b"<a&b>"), r#""\u003ca\u0026b\u003e""#);
+        assert_eq!(esc(b"\n\r\t\x01\x1b\x7f"), "\"\\n\\r\\t\\u0001\\u001b\x7f\"");
+        assert_eq!(esc("é\u{2028}\u{2029}".as_bytes()), "\"é\\u2028\\u2029\"");
+        assert_eq!(esc(b"a\xffb\xe2\x82"), r#""a\ufffdb\ufffd\ufffd""#);
+        assert_eq!(esc(b""), r#""""#);
+    }
+
+    #[test]
+    fn escaped_strings_parse_back() {
+        for s in [&b"plain"[..], b"\x00\x1f\"\\", b"\xff\xfe", "日本\u{2028}".as_bytes()] {
+            let v: serde_json::Value = serde_json::from_str(&esc(s)).unwrap();
+            assert_eq!(v.as_str().unwrap(), String::from_utf8_lossy(s));
+        }
+    }
+}

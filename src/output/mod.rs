@@ -1,0 +1,159 @@
+//! The output path: pipe -> lines -> records -> queue for fd 1 or 2 -> written when writable.
+//!
+//! [`Output`] owns dinit's two queues and its own messages. Order across the two streams: an own
+//! message or stderr record is written only after every stdout record queued before it, so the
+//! lines a process printed come before dinit's `finished` line for it, whatever the readers of
+//! fds 1 and 2 do.
+
+pub mod clock;
+pub mod json;
+pub mod lines;
+pub mod pipes;
+pub mod record;
+pub mod sink;
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use crate::log::{self, Level};
+use clock::Clock;
+use record::{Formatter, Source};
+use sink::Sink;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+pub struct Output {
+    level: Level,
+    json: bool,
+    pub clock: Clock,
+    out: Sink,
+    err: Sink,
+    /// Stderr segments that must wait for stdout: (stderr offset where the segment starts,
+    /// stdout offset that must be written first).
+    barriers: VecDeque<(u64, u64)>,
+}
+
+impl Output {
+    /// `closed`: fds 1 and 2 that were closed when dinit started (now on /dev/null).
+    pub fn new(level: Level, json: bool, closed: [bool; 2]) -> Output {
+        let mut o = Output {
+            level,
+            json,
+            clock: Clock::new(),
+            out: Sink::open(1, "stdout"),
+            err: Sink::open(2, "stderr"),
+            barriers: VecDeque::new(),
+        };
+        for (i, was_closed) in closed.into_iter().enumerate() {
+            if was_closed {
+                let sink = if i == 0 { &mut o.out } else { &mut o.err };
+                sink.broken = Some(nix::errno::Errno::EBADF);
+                o.report_broken(if i == 0 { Stream::Stdout } else { Stream::Stderr }, nix::errno::Errno::EBADF);
+            }
+        }
+        o
+    }
+
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    pub fn enabled(&self, level: Level) -> bool {
+        level != Level::None && level <= self.level
+    }
+
+    /// Queues one own message on stderr (callers check [`Output::enabled`] first; see `log!`).
+    pub fn own(&mut self, level: Level, msg: fmt::Arguments<'_>) {
+        let ts = self.clock.now();
+        log::format_line(self.queue(Stream::Stderr), &ts, level, msg);
+    }
+
+    /// The queue to append records to. For stderr this first notes how much stdout must be
+    /// written before what is appended now.
+    pub fn queue(&mut self, stream: Stream) -> &mut Vec<u8> {
+        match stream {
+            Stream::Stdout => self.out.buf(),
+            Stream::Stderr => {
+                let need = self.out.queued_total();
+                if need > self.out.written_total() && self.barriers.back().is_none_or(|b| b.1 != need) {
+                    self.barriers.push_back((self.err.queued_total(), need));
+                }
+                self.err.buf()
+            }
+        }
+    }
+
+    /// Whether pipes feeding this stream should wait (backpressure).
+    pub fn over_limit(&self, stream: Stream) -> bool {
+        match stream {
+            Stream::Stdout => self.out.over_limit(),
+            Stream::Stderr => self.err.over_limit(),
+        }
+    }
+
+    pub fn sink_mut(&mut self, stream: Stream) -> &mut Sink {
+        match stream {
+            Stream::Stdout => &mut self.out,
+            Stream::Stderr => &mut self.err,
+        }
+    }
+
+    /// Writes what can be written now: stdout first, then stderr up to its barrier.
+    pub fn flush(&mut self) {
+        if let Some(e) = self.out.write_up_to(u64::MAX) {
+            self.report_broken(Stream::Stdout, e);
+        }
+        let written = self.out.written_total();
+        let stdout_gone = self.out.broken.is_some();
+        while self.barriers.front().is_some_and(|b| stdout_gone || b.1 <= written) {
+            self.barriers.pop_front();
+        }
+        let limit = self.barriers.front().map_or(u64::MAX, |b| b.0);
+        if let Some(e) = self.err.write_up_to(limit) {
+            self.report_broken(Stream::Stderr, e);
+        }
+    }
+
+    /// Nothing queued (or nowhere left to write it).
+    pub fn is_drained(&self) -> bool {
+        self.out.pending() == 0 && self.err.pending() == 0
+    }
+
+    /// A direct sink has bytes it could not write yet: poll again soon instead of waiting.
+    pub fn wants_retry(&self) -> bool {
+        self.out.wants_retry() || self.err.wants_retry()
+    }
+
+    /// One line on the other stream, once: the broken one can no longer carry it.
+    fn report_broken(&mut self, stream: Stream, e: nix::errno::Errno) {
+        let msg = format!("error writing {}: {}", stream.name(), crate::error::errno_text(e));
+        match stream {
+            Stream::Stdout => crate::error!(self, "{msg}"),
+            Stream::Stderr if self.level >= Level::Error => {
+                let ts = self.clock.now();
+                let src = Source::new(b"dinit", "error");
+                let json = self.json;
+                let buf = self.out.buf();
+                if json {
+                    Formatter::default().json(buf, &src, &ts, msg.as_bytes());
+                } else {
+                    log::format_line(buf, &ts, Level::Error, format_args!("{msg}"));
+                }
+            }
+            Stream::Stderr => {}
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Supervision: scan -> spawn -> reap -> state -> shutdown.
+
+pub mod exit;
+pub mod orphans;
+pub mod proctab;
+pub mod reaper;
+pub mod scan;
+pub mod spawn;
+pub mod supervisor;

@@ -1,0 +1,142 @@
+//! The service directory -> service definitions (contract §2, reference §3).
+//!
+//! Entries in byte order; dot-entries skipped; each other entry `stat`ed through symlinks: a
+//! directory is a service named after the entry, anything else is skipped, and an entry that
+//! cannot be `stat`ed (a dangling link) ends the listing with an error, keeping the services
+//! before it (they are started and then stopped, as tozd/dinit does). Nothing is written.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+#[derive(Debug, Clone)]
+pub struct ServiceDef {
+    /// The entry's name (bytes: names need not be UTF-8).
+    pub name: Vec<u8>,
+    /// `<DINIT_DIR>/<name>`, through the entry (not its link target).
+    pub dir: PathBuf,
+    /// A `log/run` exists (a dangling link counts as absent).
+    pub has_logger: bool,
+    /// runit's `down` file: not started.
+    pub down: bool,
+}
+
+impl ServiceDef {
+    pub fn run_path(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+    pub fn log_dir(&self) -> PathBuf {
+        self.dir.join("log")
+    }
+    pub fn log_run_path(&self) -> PathBuf {
+        self.dir.join("log/run")
+    }
+    pub fn terminate_path(&self) -> PathBuf {
+        self.dir.join("terminate")
+    }
+    pub fn finish_path(&self) -> PathBuf {
+        self.dir.join("finish")
+    }
+    pub fn check_path(&self) -> PathBuf {
+        self.dir.join("check")
+    }
+    /// The name for messages.
+    pub fn display(&self) -> String {
+        String::from_utf8_lossy(&self.name).into_owned()
+    }
+}
+
+#[derive(Debug)]
+pub struct Scan {
+    pub services: Vec<ServiceDef>,
+    /// The entry that ended the listing, if one did.
+    pub error: Option<Error>,
+}
+
+/// Lists `dir`. Failing to read it at all is an error (`open <dir>: ...`).
+pub fn scan(dir: &Path) -> Result<Scan, Error> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::path(Some("open"), dir, &e))?;
+    let mut names: Vec<OsString> = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::path(Some("open"), dir, &e))?;
+        names.push(entry.file_name());
+    }
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+
+    let mut services = Vec::new();
+    for name in names {
+        if name.as_bytes().first() == Some(&b'.') {
+            continue;
+        }
+        let path = dir.join(&name);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                let has_logger = match std::fs::metadata(path.join("log/run")) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                    // Anything else (a directory, no permission): try to start it and report that.
+                    _ => true,
+                };
+                let down = std::fs::symlink_metadata(path.join("down")).is_ok();
+                services.push(ServiceDef { name: name.into_vec(), dir: path, has_logger, down });
+            }
+            Ok(_) => {}
+            Err(e) => return Ok(Scan { services, error: Some(Error::path(Some("stat"), &path, &e)) }),
+        }
+    }
+    Ok(Scan { services, error: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("dinit-scan-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn rules() {
+        let d = tmp("rules");
+        for s in ["b", "a", ".hidden", "c"] {
+            std::fs::create_dir(d.join(s)).unwrap();
+        }
+        std::fs::write(d.join("file"), "").unwrap();
+        std::fs::create_dir_all(d.join("c/log")).unwrap();
+        std::fs::write(d.join("c/log/run"), "").unwrap();
+        std::fs::write(d.join("b/down"), "").unwrap();
+        symlink(d.join("a"), d.join("link")).unwrap();
+        let s = scan(&d).unwrap();
+        assert!(s.error.is_none());
+        let names: Vec<String> = s.services.iter().map(|s| s.display()).collect();
+        assert_eq!(names, ["a", "b", "c", "link"]);
+        assert_eq!(s.services[3].dir, d.join("link"));
+        assert!(s.services[1].down && !s.services[0].down);
+        assert!(s.services[2].has_logger && !s.services[0].has_logger);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn dangling_link_ends_listing() {
+        let d = tmp("dangling");
+        std::fs::create_dir(d.join("a")).unwrap();
+        std::fs::create_dir(d.join("c")).unwrap();
+        symlink(d.join("nowhere"), d.join("b")).unwrap();
+        let s = scan(&d).unwrap();
+        assert_eq!(s.services.len(), 1);
+        let e = s.error.unwrap().to_string();
+        assert_eq!(e, format!("stat {}/b: no such file or directory", d.display()));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn missing_dir() {
+        let e = scan(Path::new("/nonexistent-dinit")).unwrap_err().to_string();
+        assert_eq!(e, "open /nonexistent-dinit: no such file or directory");
+    }
+}

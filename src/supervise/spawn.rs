@@ -1,0 +1,229 @@
+//! Starts one program the way the contract (§3) says every program starts.
+//!
+//! argv is the path (plus `finish`'s two arguments), the environment is dinit's (plus
+//! `DINIT_PID` for `terminate`), cwd is given, stdin is /dev/null or a given fd, stdout and stderr
+//! are fresh pipes (or stdout a given fd), and nothing else crosses exec: every fd dinit holds is
+//! close-on-exec, the signal mask is empty and every disposition is back to the default (SIGPIPE
+//! is ignored in dinit, and dinit may have inherited ignored signals).
+//!
+//! The fork does not wait for the exec: dinit goes on (starting 100 services costs 100 forks, not
+//! 100 execs in a row). Whether the exec worked arrives later on the [`Child::exec_status`] pipe:
+//! EOF when exec closed it (success), or the errno the child wrote before `_exit(127)`.
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+use nix::unistd::{ForkResult, Pid, fork};
+
+pub enum Input {
+    Null,
+    Fd(OwnedFd),
+}
+
+pub enum StdoutTo {
+    /// A new pipe whose read end comes back in [`Child::stdout`].
+    Pipe,
+    /// A given fd (the write end of the pipe to the service's logger).
+    Fd(OwnedFd),
+}
+
+pub struct Child {
+    pub pid: Pid,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: OwnedFd,
+    /// Read end of the exec-status pipe (see the module doc).
+    pub exec_status: OwnedFd,
+}
+
+pub struct Spec<'a> {
+    pub program: &'a Path,
+    pub args: &'a [String],
+    pub cwd: &'a Path,
+    pub stdin: Input,
+    pub stdout: StdoutTo,
+    /// Variables set on top of dinit's environment (replacing any of the same name).
+    pub env: &'a [(&'a str, String)],
+}
+
+pub fn pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC)
+}
+
+/// What an exec-status pipe said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecStatus {
+    /// Not known yet (the child has not exec'd or failed yet).
+    Pending,
+    Started,
+    Failed(Errno),
+}
+
+/// Reads an exec-status pipe without blocking.
+pub fn read_exec_status(fd: &OwnedFd) -> ExecStatus {
+    let mut buf = [0u8; 4];
+    loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => return ExecStatus::Started,
+            Ok(4) => return ExecStatus::Failed(Errno::from_raw(i32::from_ne_bytes(buf))),
+            // A short write of 4 bytes to a pipe cannot happen (PIPE_BUF); treat it as unknown.
+            Ok(_) => return ExecStatus::Failed(Errno::EIO),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return ExecStatus::Pending,
+            Err(e) => return ExecStatus::Failed(e),
+        }
+    }
+}
+
+/// dinit's own environment, prepared once.
+fn base_env() -> &'static [CString] {
+    static ENV: OnceLock<Vec<CString>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                CString::new(kv).ok()
+            })
+            .collect()
+    })
+}
+
+fn cstring(s: &OsStr) -> Result<CString, Errno> {
+    CString::new(s.as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+pub fn spawn(spec: Spec<'_>) -> Result<Child, Errno> {
+    // Everything the child needs is prepared here: after fork it may only make raw syscalls.
+    let program = cstring(spec.program.as_os_str())?;
+    let mut argv = vec![program.clone()];
+    for a in spec.args {
+        argv.push(cstring(OsStr::new(a))?);
+    }
+    let argv_ptrs: Vec<*const libc::c_char> =
+        argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let extra: Vec<CString> = spec.env.iter().filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()).collect();
+    let overridden = |e: &CString| spec.env.iter().any(|(k, _)| e.as_bytes().strip_prefix(k.as_bytes()).is_some_and(|r| r.first() == Some(&b'=')));
+    let envp: Vec<*const libc::c_char> = base_env()
+        .iter()
+        .filter(|e| !overridden(e))
+        .chain(extra.iter())
+        .map(|e| e.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let cwd = cstring(spec.cwd.as_os_str())?;
+
+    let stdin = match spec.stdin {
+        Input::Null => nix::fcntl::open("/dev/null", OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?,
+        Input::Fd(fd) => fd,
+    };
+    let (out_r, out_w) = match spec.stdout {
+        StdoutTo::Pipe => {
+            let (r, w) = pipe()?;
+            (Some(r), w)
+        }
+        StdoutTo::Fd(w) => (None, w),
+    };
+    let (err_r, err_w) = pipe()?;
+    let (status_r, status_w) = pipe()?;
+
+    // No signal handler may run in the child before its dispositions are reset (it would write
+    // into dinit's signal pipe): block everything around the fork.
+    let mut saved = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut saved))?;
+    // SAFETY: dinit is single-threaded, so the child is a full copy with no lock held elsewhere;
+    // the child branch below only makes async-signal-safe syscalls on memory prepared above.
+    let forked = unsafe { fork() };
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
+    match forked {
+        Ok(ForkResult::Child) => {
+            let fds = [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+            // SAFETY: see above; this function never returns.
+            unsafe { exec_child(fds, &cwd, &program, &argv_ptrs, &envp, status_w.as_raw_fd()) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            // Dropping stdin, out_w, err_w, status_w here closes dinit's copies of the child's ends.
+            Ok(Child { pid: child, stdout: out_r, stderr: err_r, exec_status: status_r })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The child between fork and exec.
+///
+/// # Safety
+/// Only in the child of a fork of a single-threaded process; all pointers valid and
+/// NUL-terminated lists.
+unsafe fn exec_child(
+    fds: [RawFd; 3],
+    cwd: &CString,
+    program: &CString,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    status: RawFd,
+) -> ! {
+    // SAFETY: raw syscalls on fds and memory owned by this (child) process.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // The sources are all >= 3 (fds 0-2 of dinit are always open), so no dup2 clobbers
+        // another source; dup2 clears close-on-exec on the target.
+        for (target, src) in fds.iter().enumerate() {
+            if libc::dup2(*src, target as RawFd) < 0 {
+                fail(status);
+            }
+        }
+        if libc::chdir(cwd.as_ptr()) < 0 {
+            fail(status);
+        }
+        libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        fail(status)
+    }
+}
+
+/// Reports errno on the status pipe and exits; only in the child.
+unsafe fn fail(status: RawFd) -> ! {
+    // SAFETY: async-signal-safe calls in the forked child.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let bytes = errno.to_ne_bytes();
+        libc::write(status, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(127)
+    }
+}
+
+/// Marks every fd above 2 close-on-exec, so that fds dinit inherited (from a runtime, a shell,
+/// a test harness) never reach its services.
+pub fn cloexec_inherited_fds() {
+    // close_range(3, ~0, CLOSE_RANGE_CLOEXEC) needs Linux 5.11; older kernels walk /proc.
+    // SAFETY: a syscall with integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if r == 0 {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds.into_iter().filter(|fd| *fd > 2) {
+        // SAFETY: fcntl on an fd number; one that was the read_dir's own and is closed now fails
+        // harmlessly with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+/// Whether `path` exists (through symlinks): a missing `terminate` or `finish` is not started
+/// at all, which spares a fork.
+pub fn exists(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok()
+}

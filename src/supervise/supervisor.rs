@@ -1,0 +1,784 @@
+//! The control path: what happens when a process ends, a signal comes, a deadline passes.
+//!
+//! Each service's processes are state enums with their data in the variant; every event goes
+//! through one handler that moves them and does what follows (spawn `finish`, arm a kill
+//! deadline, enter shutdown). Shutdown is a phase of the same machine, not a second code path:
+//! a stop on request (`dinit down`) and a stop at shutdown run the same `stop_service`.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::config::{Config, Policy};
+use crate::error::{Error, errno_text};
+use crate::output::pipes::{Counts, Pipes};
+use crate::output::record::Source;
+use crate::output::{Output, Stream};
+use crate::signals::{self, Meaning};
+use crate::supervise::exit::{self, DISABLED, Exit, ExitCode, Kind};
+use crate::supervise::orphans;
+use crate::supervise::proctab::{ProcTab, Role};
+use crate::supervise::reaper::{self, Children, Reaped};
+use crate::supervise::scan::ServiceDef;
+use crate::supervise::spawn::{self, ExecStatus, Input, Spec, StdoutTo};
+use crate::timers::Timers;
+use crate::{error, info, warn};
+
+/// How long a logger's end waits for its `run` to end too before it stops the container.
+const LOGGER_GRACE: Duration = Duration::from_millis(10);
+/// Orphan scan period, and during shutdown.
+const SCAN_PERIOD: Duration = Duration::from_secs(1);
+const SCAN_PERIOD_STOPPING: Duration = Duration::from_millis(100);
+/// An orphan younger than this may not have exec'd yet: look again later.
+const ORPHAN_MATURITY: Duration = Duration::from_millis(10);
+
+/// Why a service's `run` is not running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Down {
+    /// Never started: runit's `down` file.
+    DownFile,
+    /// Could not be started.
+    Failed,
+    /// Ended; `Code(115)` means it disabled itself.
+    Exited(Exit),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Down { why: Down, since: SystemTime },
+    Running { pid: Pid, since: SystemTime },
+    /// `run` ended with `exit`; its `finish` script runs.
+    Finishing { pid: Pid, exit: Exit, since: SystemTime },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogState {
+    None,
+    Running { pid: Pid, since: SystemTime },
+    Exited { exit: Exit, since: SystemTime },
+}
+
+pub struct Service {
+    pub def: ServiceDef,
+    pub label: String,
+    pub run: RunState,
+    pub log: LogState,
+    /// The `terminate` script, while it runs.
+    pub term: Option<Pid>,
+    /// dinit's copy of the read end of `run`'s stdout pipe to the logger: a logger that dies
+    /// must not kill its service with SIGPIPE (the shutdown that follows stops it cleanly).
+    logger_input: Option<OwnedFd>,
+    src_run: Rc<Source>,
+    pub counts: [Rc<Cell<Counts>>; 2],
+}
+
+impl Service {
+    fn new(def: ServiceDef) -> Service {
+        let src_run = Rc::new(Source::new(&def.name, "run"));
+        Service {
+            label: def.display(),
+            def,
+            run: RunState::Down { why: Down::Failed, since: SystemTime::now() },
+            log: LogState::None,
+            term: None,
+            logger_input: None,
+            src_run,
+            counts: Default::default(),
+        }
+    }
+
+    fn run_pid(&self) -> Option<Pid> {
+        match self.run {
+            RunState::Running { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// Keeps dinit running: `run` or `finish` alive, or a logger still running.
+    fn active(&self) -> bool {
+        !matches!(self.run, RunState::Down { .. }) || matches!(self.log, LogState::Running { .. })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    Stopping { since: Instant },
+    /// Nothing left to wait for: output is being written out, then dinit exits.
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Timer {
+    LoggerGrace(usize),
+    FinishKill(usize, Pid),
+    OrphanKill(Pid),
+    OrphanScan,
+    StopTimeout,
+}
+
+pub struct Supervisor {
+    cfg: Config,
+    pub out: Output,
+    pub pipes: Pipes,
+    registry: Registry,
+    pub services: Vec<Service>,
+    procs: ProcTab,
+    /// Exec-status pipes being watched: token -> pid.
+    exec_tokens: HashMap<Token, Pid>,
+    timers: Timers<Timer>,
+    exit: ExitCode,
+    /// The first failure of dinit itself, repeated as the last error line (`exiting: ...`).
+    first_error: Option<String>,
+    pub phase: Phase,
+    children: Children,
+    /// An orphan scan is due on this turn of the loop (SIGCHLD asks for one).
+    scan_due: bool,
+    pub started: SystemTime,
+    reaped: Vec<Reaped>,
+}
+
+impl Supervisor {
+    pub fn new(cfg: Config, out: Output, pipes: Pipes, registry: Registry) -> Supervisor {
+        Supervisor {
+            cfg,
+            out,
+            pipes,
+            registry,
+            services: Vec::new(),
+            procs: ProcTab::default(),
+            exec_tokens: HashMap::new(),
+            timers: Timers::default(),
+            exit: ExitCode::default(),
+            first_error: None,
+            phase: Phase::Running,
+            children: Children::Some,
+            scan_due: false,
+            started: SystemTime::now(),
+            reaped: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.phase != Phase::Running
+    }
+
+    /// Starts every service of the listing; `scan_error` (the entry that ended the listing) and
+    /// start failures stop the container once everything listed was started, as tozd/dinit does.
+    pub fn start(&mut self, defs: Vec<ServiceDef>, scan_error: Option<Error>) {
+        let now = Instant::now();
+        if self.cfg.policy != Policy::Ignore {
+            self.timers.arm(now + SCAN_PERIOD, Timer::OrphanScan);
+        }
+        if defs.iter().all(|d| d.down) && scan_error.is_none() {
+            for d in &defs {
+                info!(self.out, "{}/run: not starting: down file present", d.display());
+            }
+            warn!(self.out, "no services found, exiting");
+            self.begin_shutdown();
+            return;
+        }
+        self.services = defs.into_iter().map(Service::new).collect();
+        for i in 0..self.services.len() {
+            self.start_service(i);
+        }
+        if let Some(e) = scan_error {
+            self.fatal(e.to_string());
+        }
+        if self.first_error.is_some() {
+            self.begin_shutdown();
+        }
+    }
+
+    /// dinit itself failed: exit code 1; the first failure is the final `exiting:` line, later
+    /// ones are printed as they happen.
+    fn fatal(&mut self, msg: String) {
+        self.exit.record(exit::DINIT_FAILED);
+        if self.first_error.is_none() {
+            self.first_error = Some(msg);
+        } else {
+            error!(self.out, "{msg}");
+        }
+    }
+
+    fn start_service(&mut self, i: usize) {
+        let s = &self.services[i];
+        if s.def.down {
+            info!(self.out, "{}/run: not starting: down file present", s.label);
+            self.services[i].run = RunState::Down { why: Down::DownFile, since: SystemTime::now() };
+            return;
+        }
+        info!(self.out, "{}/run: starting", s.label);
+        let (stdout, logger_input) = if s.def.has_logger {
+            match spawn::pipe() {
+                Ok((r, w)) => (StdoutTo::Fd(w), Some(r)),
+                Err(e) => {
+                    let msg = format!("{}/log: pipe: {}", s.label, errno_text(e));
+                    self.fatal(msg);
+                    return;
+                }
+            }
+        } else {
+            (StdoutTo::Pipe, None)
+        };
+        let (run_path, dir) = (s.def.run_path(), s.def.dir.clone());
+        let spec = Spec { program: &run_path, args: &[], cwd: &dir, stdin: Input::Null, stdout, env: &[] };
+        let src = s.src_run.clone();
+        match self.spawn_proc(Role::Run(i), spec, &src, &src, i) {
+            Ok(pid) => {
+                self.services[i].run = RunState::Running { pid, since: SystemTime::now() };
+                // The logger starts once `run` is known to have started (`exec_started`).
+                self.services[i].logger_input = logger_input;
+            }
+            Err(e) => {
+                self.fatal(Error::path(None, &run_path, e).to_string());
+                self.services[i].run = RunState::Down { why: Down::Failed, since: SystemTime::now() };
+            }
+        }
+    }
+
+    /// Starts service `i`'s logger on the read end of its `run`'s stdout pipe.
+    fn start_logger(&mut self, i: usize) {
+        let s = &self.services[i];
+        let Some(input) = &s.logger_input else { return };
+        info!(self.out, "{}/log: starting", s.label);
+        let (log_run, log_dir) = (s.def.log_run_path(), s.def.log_dir());
+        let stdin = match input.try_clone() {
+            Ok(fd) => Input::Fd(fd),
+            Err(e) => return self.logger_failed(i, Error::path(None, &log_run, &e)),
+        };
+        let spec = Spec { program: &log_run, args: &[], cwd: &log_dir, stdin, stdout: StdoutTo::Pipe, env: &[] };
+        let (out_src, err_src) = (s.src_run.clone(), Rc::new(Source::new(&s.def.name, "log")));
+        match self.spawn_proc(Role::Log(i), spec, &out_src, &err_src, i) {
+            Ok(pid) => self.services[i].log = LogState::Running { pid, since: SystemTime::now() },
+            Err(e) => self.logger_failed(i, Error::path(None, &log_run, e)),
+        }
+    }
+
+    fn logger_failed(&mut self, i: usize, e: Error) {
+        error!(self.out, "{}/log: error running: {e}", self.services[i].label);
+        self.services[i].logger_input = None;
+        self.fatal(e.to_string());
+        self.begin_shutdown();
+    }
+
+    /// Forks a program for `role`, watches its pipes and its exec status.
+    fn spawn_proc(
+        &mut self,
+        role: Role,
+        spec: Spec<'_>,
+        out_src: &Rc<Source>,
+        err_src: &Rc<Source>,
+        svc: usize,
+    ) -> Result<Pid, Errno> {
+        let child = spawn::spawn(spec)?;
+        let pid = child.pid;
+        let tokens = self.watch(child.stdout, child.stderr, out_src, err_src, svc);
+        let token = crate::event_loop::new_token();
+        let fd = child.exec_status;
+        let watched = self.registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE).is_ok();
+        if watched {
+            self.exec_tokens.insert(token, pid);
+        }
+        self.procs.insert(pid, role, tokens, Some((token, fd)));
+        if !watched {
+            // Cannot wait for it on the poll: learn it now (this blocks only until the exec).
+            self.settle_exec(pid, true);
+        }
+        Ok(pid)
+    }
+
+    /// A readiness event for a token the pipes do not know: an exec-status pipe, maybe.
+    pub fn on_token(&mut self, token: Token) {
+        if let Some(pid) = self.exec_tokens.get(&token).copied() {
+            self.settle_exec(pid, false);
+        }
+    }
+
+    /// Reads `pid`'s exec status if it is known (`wait`: it must be, the child is gone or must
+    /// be waited for) and acts on it.
+    fn settle_exec(&mut self, pid: Pid, wait: bool) {
+        let Some(proc) = self.procs.get_mut(pid) else { return };
+        let Some((token, fd)) = &proc.exec else { return };
+        let status = if wait {
+            let _ = crate::output::pipes::set_blocking(fd);
+            spawn::read_exec_status(fd)
+        } else {
+            spawn::read_exec_status(fd)
+        };
+        if status == ExecStatus::Pending {
+            return;
+        }
+        let token = *token;
+        if let Some((_, fd)) = proc.exec.take() {
+            let _ = self.registry.deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
+        self.exec_tokens.remove(&token);
+        match status {
+            ExecStatus::Started => self.exec_started(pid),
+            ExecStatus::Failed(e) => self.exec_failed(pid, e),
+            ExecStatus::Pending => {}
+        }
+    }
+
+    fn exec_started(&mut self, pid: Pid) {
+        let Some(role) = self.procs.get(pid).map(|p| p.role.clone()) else { return };
+        let (i, stage) = match role {
+            Role::Run(i) => (i, "run"),
+            Role::Log(i) => (i, "log"),
+            Role::Term(i) => (i, "term"),
+            Role::Finish(i) => (i, "finish"),
+            _ => return,
+        };
+        info!(self.out, "{}/{stage}: running with PID {pid}", self.services[i].label);
+        if role == Role::Run(i) {
+            self.start_logger(i);
+        }
+    }
+
+    fn exec_failed(&mut self, pid: Pid, e: Errno) {
+        let Some(proc) = self.procs.get_mut(pid) else { return };
+        let role = std::mem::replace(&mut proc.role, Role::Stillborn);
+        match role {
+            Role::Run(i) => {
+                let s = &mut self.services[i];
+                s.run = RunState::Down { why: Down::Failed, since: SystemTime::now() };
+                s.logger_input = None;
+                let msg = Error::path(None, s.def.run_path(), e).to_string();
+                self.fatal(msg);
+                self.begin_shutdown();
+            }
+            Role::Log(i) => {
+                self.services[i].log = LogState::None;
+                let path = self.services[i].def.log_run_path();
+                self.logger_failed(i, Error::path(None, path, e));
+            }
+            Role::Term(i) => {
+                self.services[i].term = None;
+                let path = self.services[i].def.terminate_path();
+                self.terminate_failed(i, Error::path(None, path, e));
+            }
+            Role::Finish(i) => {
+                let path = self.services[i].def.finish_path();
+                warn!(self.out, "{}/finish: error running: {}", self.services[i].label, Error::path(None, path, e));
+                if let RunState::Finishing { exit, .. } = self.services[i].run {
+                    self.finished(i, exit);
+                }
+            }
+            other => {
+                if let Some(p) = self.procs.get_mut(pid) {
+                    p.role = other;
+                }
+            }
+        }
+    }
+
+    /// Registers a child's pipes; `svc` counts their lines for status.
+    fn watch(
+        &mut self,
+        stdout: Option<OwnedFd>,
+        stderr: OwnedFd,
+        out_src: &Rc<Source>,
+        err_src: &Rc<Source>,
+        svc: usize,
+    ) -> Vec<Token> {
+        let counts = self.services.get(svc).map(|s| s.counts.clone());
+        let mut tokens = Vec::with_capacity(2);
+        let streams = [(stdout, Stream::Stdout, out_src), (Some(stderr), Stream::Stderr, err_src)];
+        for (n, (fd, stream, src)) in streams.into_iter().enumerate() {
+            let Some(fd) = fd else { continue };
+            let c = counts.as_ref().map_or_else(Default::default, |c| c[n].clone());
+            match self.pipes.add(&self.registry, crate::event_loop::new_token(), fd, stream, src.clone(), c) {
+                Ok(t) => tokens.push(t),
+                Err(e) => error!(
+                    self.out,
+                    "{}: cannot watch {}: {}",
+                    String::from_utf8_lossy(src.label()),
+                    stream.name(),
+                    errno_text(crate::error::ErrnoOf::from(&e).0)
+                ),
+            }
+        }
+        tokens
+    }
+
+    // ---- events -------------------------------------------------------------------------
+
+    pub fn on_signal(&mut self, sig: i32) {
+        match signals::meaning(sig) {
+            Some(Meaning::Shutdown) => {
+                if self.stopping() {
+                    info!(self.out, "got signal {sig}, already terminating services");
+                } else {
+                    info!(self.out, "got signal {sig}, terminating services");
+                    self.exit.record(exit::OK);
+                    self.begin_shutdown();
+                }
+            }
+            Some(Meaning::Forward) => {
+                info!(self.out, "got signal {sig}, forwarding to services");
+                let Ok(signal) = Signal::try_from(sig) else { return };
+                let targets: Vec<Pid> = self
+                    .procs
+                    .iter()
+                    .filter(|(_, p)| matches!(p.role, Role::Run(_) | Role::Adopted { .. }))
+                    .map(|(pid, _)| pid)
+                    .collect();
+                for pid in targets {
+                    let _ = kill(pid, signal);
+                }
+            }
+            Some(Meaning::Child) => {
+                self.reap();
+                self.scan_due = self.cfg.policy != Policy::Ignore || self.stopping();
+            }
+            None => {}
+        }
+    }
+
+    /// Collects every ended child and handles each end.
+    pub fn reap(&mut self) {
+        let mut reaped = std::mem::take(&mut self.reaped);
+        let name_unknown = self.out.enabled(crate::log::Level::Warn);
+        let procs = &self.procs;
+        self.children = reaper::reap(|pid| procs.contains(pid), name_unknown, &mut reaped);
+        for r in reaped.drain(..) {
+            self.on_exit(r);
+        }
+        self.reaped = reaped;
+    }
+
+    fn on_exit(&mut self, r: Reaped) {
+        // Whether it ever ran decides what its end means: learn that first.
+        self.settle_exec(r.pid, true);
+        let Some(proc) = self.procs.remove(r.pid) else {
+            // A reparented process that ended before dinit saw it alive.
+            let name = r.name.unwrap_or_else(|| "unknown".to_owned());
+            warn!(self.out, "{name}/{pid}: reaping process with PID {pid}", pid = r.pid);
+            info!(self.out, "{name}/{pid}: PID {pid} finished {}", r.exit, pid = r.pid);
+            return;
+        };
+        // Its last lines first, then what its end means.
+        for t in &proc.pipes {
+            self.pipes.drain(*t, &self.registry, &mut self.out);
+        }
+        let (pid, exit) = (r.pid, r.exit);
+        let stopping = self.stopping();
+        match proc.role {
+            Role::Run(i) => {
+                info!(self.out, "{}/run: PID {pid} finished {exit}", self.services[i].label);
+                self.record(Kind::Program, exit, stopping);
+                self.after_run(i, exit);
+            }
+            Role::Finish(i) => {
+                info!(self.out, "{}/finish: PID {pid} finished {exit}", self.services[i].label);
+                if let RunState::Finishing { exit: run_exit, .. } = self.services[i].run {
+                    self.finished(i, run_exit);
+                }
+            }
+            Role::Log(i) => {
+                let s = &mut self.services[i];
+                info!(self.out, "{}/log: PID {pid} finished {exit}", s.label);
+                s.log = LogState::Exited { exit, since: SystemTime::now() };
+                if matches!(s.run, RunState::Down { .. }) {
+                    s.logger_input = None;
+                } else if !stopping {
+                    self.timers.arm(Instant::now() + LOGGER_GRACE, Timer::LoggerGrace(i));
+                }
+                self.record(Kind::Program, exit, stopping);
+            }
+            Role::Term(i) => {
+                info!(self.out, "{}/term: PID {pid} finished {exit}", self.services[i].label);
+                self.services[i].term = None;
+                self.record(Kind::Terminate, exit, stopping);
+            }
+            Role::Orphan { name } => {
+                info!(self.out, "{name}/{pid}: PID {pid} finished {exit}");
+            }
+            Role::Adopted { name } => {
+                info!(self.out, "{name}/{pid}: PID {pid} finished {exit}");
+                self.record(Kind::Program, exit, stopping);
+                self.begin_shutdown();
+            }
+            Role::Stillborn => {}
+        }
+    }
+
+    fn record(&mut self, kind: Kind, exit: Exit, stopping: bool) {
+        if let Some(code) = exit::failure(kind, exit, stopping) {
+            self.exit.record(code);
+        }
+    }
+
+    /// `run` ended: its `finish` runs first (when there is one), then what the end means.
+    fn after_run(&mut self, i: usize, exit: Exit) {
+        let s = &self.services[i];
+        let finish = s.def.finish_path();
+        if !spawn::exists(&finish) {
+            return self.finished(i, exit);
+        }
+        let (args, dir) = (exit.finish_args(), s.def.dir.clone());
+        let spec = Spec { program: &finish, args: &args, cwd: &dir, stdin: Input::Null, stdout: StdoutTo::Pipe, env: &[] };
+        let src = Rc::new(Source::new(&s.def.name, "finish"));
+        match self.spawn_proc(Role::Finish(i), spec, &src, &src, i) {
+            Ok(pid) => {
+                self.services[i].run = RunState::Finishing { pid, exit, since: SystemTime::now() };
+                self.timers.arm(Instant::now() + self.cfg.kill_timeout, Timer::FinishKill(i, pid));
+            }
+            Err(e) => {
+                warn!(self.out, "{}/finish: error running: {}", self.services[i].label, Error::path(None, &finish, e));
+                self.finished(i, exit);
+            }
+        }
+    }
+
+    /// `run` (and its `finish`) are over.
+    fn finished(&mut self, i: usize, exit: Exit) {
+        let s = &mut self.services[i];
+        s.run = RunState::Down { why: Down::Exited(exit), since: SystemTime::now() };
+        if !matches!(s.log, LogState::Running { .. }) {
+            s.logger_input = None;
+        }
+        if exit != Exit::Code(DISABLED) {
+            self.begin_shutdown();
+        }
+    }
+
+    pub fn on_timers(&mut self, now: Instant) {
+        while let Some(t) = self.timers.pop_expired(now) {
+            match t {
+                Timer::LoggerGrace(i) => {
+                    if !self.stopping() && self.services[i].run_pid().is_some() {
+                        self.begin_shutdown();
+                    }
+                }
+                Timer::FinishKill(i, pid) => {
+                    if matches!(self.services[i].run, RunState::Finishing { pid: p, .. } if p == pid) {
+                        info!(self.out, "{}/finish: sending SIGKILL to PID {pid}", self.services[i].label);
+                        let _ = kill(pid, Signal::SIGKILL);
+                    }
+                }
+                Timer::OrphanKill(pid) => {
+                    if let Some(Role::Orphan { name }) = self.procs.get(pid).map(|p| &p.role) {
+                        info!(self.out, "{name}/{pid}: sending SIGKILL to PID {pid}");
+                        let _ = kill(pid, Signal::SIGKILL);
+                    }
+                }
+                Timer::OrphanScan => {
+                    self.scan_due = true;
+                    let period = if self.stopping() { SCAN_PERIOD_STOPPING } else { SCAN_PERIOD };
+                    if self.phase != Phase::Done {
+                        self.timers.arm(now + period, Timer::OrphanScan);
+                    }
+                }
+                Timer::StopTimeout => self.stop_timeout(),
+            }
+        }
+    }
+
+    /// `DINIT_STOP_TIMEOUT` passed: everything still alive gets SIGKILL, one warning each.
+    fn stop_timeout(&mut self) {
+        let mut victims: Vec<(Pid, String)> = self.procs.iter().map(|(pid, p)| (pid, self.label_of(pid, &p.role))).collect();
+        victims.sort_by_key(|v| v.0);
+        for (pid, label) in victims {
+            warn!(self.out, "{label}: stop timeout expired, sending SIGKILL to PID {pid}");
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    }
+
+    fn label_of(&self, pid: Pid, role: &Role) -> String {
+        match role {
+            Role::Run(i) => format!("{}/run", self.services[*i].label),
+            Role::Log(i) => format!("{}/log", self.services[*i].label),
+            Role::Term(i) => format!("{}/term", self.services[*i].label),
+            Role::Finish(i) => format!("{}/finish", self.services[*i].label),
+            Role::Orphan { name } | Role::Adopted { name } => format!("{name}/{pid}"),
+            Role::Stillborn => format!("unknown/{pid}"),
+        }
+    }
+
+    // ---- shutdown -------------------------------------------------------------------------
+
+    pub fn begin_shutdown(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let now = Instant::now();
+        self.phase = Phase::Stopping { since: now };
+        for i in 0..self.services.len() {
+            self.stop_service(i);
+        }
+        let adopted: Vec<(Pid, String)> = self
+            .procs
+            .iter()
+            .filter_map(|(pid, p)| match &p.role {
+                Role::Adopted { name } => Some((pid, name.clone())),
+                _ => None,
+            })
+            .collect();
+        for (pid, name) in adopted {
+            info!(self.out, "{name}/{pid}: terminating");
+            info!(self.out, "{name}/{pid}: sending SIGTERM to PID {pid}");
+            let _ = kill(pid, Signal::SIGTERM);
+        }
+        if let Some(t) = self.cfg.stop_timeout {
+            self.timers.arm(now + t, Timer::StopTimeout);
+        }
+        // Orphans are looked for at once, then every 100 ms, under every policy.
+        self.scan_due = true;
+        self.timers.arm(now + SCAN_PERIOD_STOPPING, Timer::OrphanScan);
+    }
+
+    /// Stops service `i`'s `run` if it is alive: its `terminate` script, else SIGTERM.
+    fn stop_service(&mut self, i: usize) {
+        let s = &self.services[i];
+        let Some(pid) = s.run_pid() else { return };
+        info!(self.out, "{}/run: terminating", s.label);
+        let term = s.def.terminate_path();
+        if !spawn::exists(&term) {
+            return self.send_term(i, pid);
+        }
+        let (env, dir) = ([("DINIT_PID", pid.to_string())], s.def.dir.clone());
+        let spec = Spec { program: &term, args: &[], cwd: &dir, stdin: Input::Null, stdout: StdoutTo::Pipe, env: &env };
+        let src = Rc::new(Source::new(&s.def.name, "term"));
+        match self.spawn_proc(Role::Term(i), spec, &src, &src, i) {
+            Ok(tpid) => self.services[i].term = Some(tpid),
+            Err(e) => self.terminate_failed(i, Error::path(None, &term, e)),
+        }
+    }
+
+    /// A `terminate` that exists but cannot run: say so, count it, and fall back to SIGTERM
+    /// rather than wait for a service nobody asked to stop (tozd/dinit hangs there).
+    fn terminate_failed(&mut self, i: usize, e: Error) {
+        error!(self.out, "{}/term: error running: {e}", self.services[i].label);
+        self.exit.record(exit::DINIT_FAILED);
+        if let Some(pid) = self.services[i].run_pid() {
+            self.send_term(i, pid);
+        }
+    }
+
+    fn send_term(&mut self, i: usize, pid: Pid) {
+        let label = &self.services[i].label;
+        info!(self.out, "{label}/run: sending SIGTERM to PID {pid}");
+        if let Err(e) = kill(pid, Signal::SIGTERM) {
+            if e != Errno::ESRCH {
+                warn!(self.out, "{label}/run: cannot send SIGTERM to PID {pid}: {}", errno_text(e));
+            }
+        }
+    }
+
+    // ---- orphans --------------------------------------------------------------------------
+
+    /// Looks for living children dinit did not start and applies the policy to the mature ones.
+    pub fn scan_orphans(&mut self) {
+        if !std::mem::take(&mut self.scan_due) || self.phase == Phase::Done {
+            return;
+        }
+        let me = std::process::id();
+        let Ok(list) = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")) else { return };
+        let mut immature = false;
+        for pid in list.split_ascii_whitespace().filter_map(|p| p.parse::<i32>().ok()).map(Pid::from_raw) {
+            if self.procs.contains(pid) {
+                continue;
+            }
+            let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else { continue };
+            let Some(info) = ProcStat::parse(&stat) else { continue };
+            if info.state == b'Z' {
+                continue; // the reaper takes it
+            }
+            if info.age().is_some_and(|age| age < ORPHAN_MATURITY) {
+                immature = true;
+                continue;
+            }
+            let terminate = self.cfg.policy == Policy::Terminate || self.stopping();
+            if !terminate {
+                continue; // adopt: a later issue; ignore: left alone
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let name = orphans::name_from(&cmdline, &stat);
+            let text = orphans::cmdline_text(&cmdline);
+            let sep = if text.is_empty() { "" } else { ": " };
+            warn!(self.out, "{name}/{pid}: terminating reparented child process with PID {pid}{sep}{text}");
+            info!(self.out, "{name}/{pid}: sending SIGTERM to PID {pid}");
+            let _ = kill(pid, Signal::SIGTERM);
+            self.procs.insert(pid, Role::Orphan { name }, Vec::new(), None);
+            self.timers.arm(Instant::now() + self.cfg.kill_timeout, Timer::OrphanKill(pid));
+        }
+        if immature {
+            self.timers.arm(Instant::now() + ORPHAN_MATURITY, Timer::OrphanScan);
+        }
+    }
+
+    // ---- the end --------------------------------------------------------------------------
+
+    /// Moves the phases forward once per turn of the loop. Returns the exit code once everything
+    /// is over and written.
+    pub fn progress(&mut self) -> Option<u8> {
+        if self.phase == Phase::Running && !self.services.iter().any(Service::active) && !self.procs.any(|r| matches!(r, Role::Adopted { .. })) {
+            info!(self.out, "all services finished, exiting");
+            self.begin_shutdown();
+        }
+        if matches!(self.phase, Phase::Stopping { .. })
+            && self.procs.is_empty()
+            && (self.cfg.policy == Policy::Ignore || self.children == Children::None)
+        {
+            self.phase = Phase::Done;
+            self.pipes.drain_all(&self.registry, &mut self.out);
+            if let Some(e) = self.first_error.take() {
+                error!(self.out, "exiting: {e}");
+            }
+            info!(self.out, "dinit exiting with status {}", self.exit.get());
+        }
+        (self.phase == Phase::Done && self.out.is_drained()).then(|| self.exit.get())
+    }
+
+    /// The poll timeout: the earliest deadline, or at once when work is waiting.
+    pub fn timeout(&self, now: Instant) -> Option<Duration> {
+        if self.scan_due {
+            return Some(Duration::ZERO);
+        }
+        let t = self.timers.timeout(now);
+        if self.out.wants_retry() {
+            return Some(t.map_or(Duration::from_millis(10), |t| t.min(Duration::from_millis(10))));
+        }
+        t
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` the orphan rules need.
+struct ProcStat {
+    state: u8,
+    /// Start time, clock ticks after boot (field 22).
+    start_ticks: u64,
+}
+
+impl ProcStat {
+    fn parse(stat: &[u8]) -> Option<ProcStat> {
+        let close = stat.iter().rposition(|b| *b == b')')?;
+        let rest = std::str::from_utf8(stat.get(close + 2..)?).ok()?;
+        let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+        // rest starts at field 3 (state); field 22 is at index 19.
+        Some(ProcStat { state: *fields.first()?.as_bytes().first()?, start_ticks: fields.get(19)?.parse().ok()? })
+    }
+
+    /// How long ago the process started (`None` when /proc/uptime cannot be read).
+    fn age(&self) -> Option<Duration> {
+        let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+        let up: f64 = uptime.split_ascii_whitespace().next()?.parse().ok()?;
+        // SAFETY: sysconf with a constant name.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Some(Duration::from_secs_f64((up - self.start_ticks as f64 / ticks).max(0.0)))
+    }
+}
