@@ -77,7 +77,11 @@ impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The reference's words first (`invalid log level INFO`), then the variable, so that both
         // scripts written for tozd/dinit and a user reading it find what they look for.
-        write!(f, "invalid {} {}: {} must be {}", self.what, self.value, self.var, self.expected)
+        write!(
+            f,
+            "invalid {} {}: {} must be {}",
+            self.what, self.value, self.var, self.expected
+        )
     }
 }
 
@@ -86,24 +90,41 @@ const SECONDS: &str = "a number of seconds";
 impl Config {
     /// Reads the process environment. `cwd` resolves a relative `DINIT_DIR`.
     pub fn from_env(cwd: &Path) -> Result<Config, Invalid> {
-        Config::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()), cwd)
+        Config::from_lookup(
+            |name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()),
+            cwd,
+        )
     }
 
     /// Validation order follows tozd/dinit (log level, kill timeout, policy), then the variables
     /// dinit adds; the first invalid one is reported.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>, cwd: &Path) -> Result<Config, Invalid> {
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+        cwd: &Path,
+    ) -> Result<Config, Invalid> {
         let get = |name: &str| get(name).filter(|v| !v.is_empty());
-        let invalid = |what, var, value: &str, expected| Invalid { what, var, value: value.to_owned(), expected };
+        let invalid = |what, var, value: &str, expected| Invalid {
+            what,
+            var,
+            value: value.to_owned(),
+            expected,
+        };
 
         let log_level = match get("DINIT_LOG_LEVEL") {
             None => Level::Warn,
             Some(v) => Level::parse(&v).ok_or_else(|| {
-                invalid("log level", "DINIT_LOG_LEVEL", &v, "one of none, error, warn, info, debug")
+                invalid(
+                    "log level",
+                    "DINIT_LOG_LEVEL",
+                    &v,
+                    "one of none, error, warn, info, debug",
+                )
             })?,
         };
         let kill_timeout = match get("DINIT_KILL_TIMEOUT") {
             None => Duration::from_secs(30),
-            Some(v) => parse_seconds(&v).ok_or_else(|| invalid("kill timeout", "DINIT_KILL_TIMEOUT", &v, SECONDS))?,
+            Some(v) => parse_seconds(&v)
+                .ok_or_else(|| invalid("kill timeout", "DINIT_KILL_TIMEOUT", &v, SECONDS))?,
         };
         let policy = match get("DINIT_REPARENTING_POLICY").as_deref() {
             None | Some("terminate") => Policy::Terminate,
@@ -130,17 +151,28 @@ impl Config {
         let stop_timeout = match get("DINIT_STOP_TIMEOUT") {
             None => None,
             Some(v) => {
-                let d = parse_seconds(&v).ok_or_else(|| invalid("stop timeout", "DINIT_STOP_TIMEOUT", &v, SECONDS))?;
+                let d = parse_seconds(&v)
+                    .ok_or_else(|| invalid("stop timeout", "DINIT_STOP_TIMEOUT", &v, SECONDS))?;
                 (!d.is_zero()).then_some(d)
             }
         };
         let check_timeout = match get("DINIT_CHECK_TIMEOUT") {
             None => Duration::from_secs(5),
-            Some(v) => parse_seconds(&v).ok_or_else(|| invalid("check timeout", "DINIT_CHECK_TIMEOUT", &v, SECONDS))?,
+            Some(v) => parse_seconds(&v)
+                .ok_or_else(|| invalid("check timeout", "DINIT_CHECK_TIMEOUT", &v, SECONDS))?,
         };
         let control_socket = control_socket(get("DINIT_CONTROL_SOCKET").as_deref());
         let dir = cwd.join(get("DINIT_DIR").unwrap_or_else(|| DEFAULT_DIR.to_owned()));
-        Ok(Config { dir, log_level, json_stdout, kill_timeout, policy, stop_timeout, check_timeout, control_socket })
+        Ok(Config {
+            dir,
+            log_level,
+            json_stdout,
+            kill_timeout,
+            policy,
+            stop_timeout,
+            check_timeout,
+            control_socket,
+        })
     }
 }
 
@@ -176,7 +208,11 @@ pub fn parse_seconds(v: &str) -> Option<Duration> {
         b'+' => (false, &v[1..]),
         _ => (false, v),
     };
-    let nanos: i128 = if body.contains('.') { parse_decimal_nanos(body)? } else { parse_go_int(body)? * 1_000_000_000 };
+    let nanos: i128 = if body.contains('.') {
+        parse_decimal_nanos(body)?
+    } else {
+        parse_go_int(body)? * 1_000_000_000
+    };
     if nanos > MAX_NANOS {
         return None;
     }
@@ -285,8 +321,14 @@ mod tests {
     use super::*;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<Config, Invalid> {
-        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_lookup(|n| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()), Path::new("/cwd"))
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(
+            |n| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()),
+            Path::new("/cwd"),
+        )
     }
 
     #[test]
@@ -299,19 +341,33 @@ mod tests {
         assert_eq!(c.policy, Policy::Terminate);
         assert_eq!(c.stop_timeout, None);
         assert_eq!(c.check_timeout, Duration::from_secs(5));
-        assert_eq!(c.control_socket, ControlSocket::Path("/run/dinit/control.sock".into()));
+        assert_eq!(
+            c.control_socket,
+            ControlSocket::Path("/run/dinit/control.sock".into())
+        );
     }
 
     #[test]
     fn empty_values_are_unset() {
-        let c = cfg(&[("DINIT_LOG_LEVEL", ""), ("DINIT_DIR", ""), ("DINIT_KILL_TIMEOUT", "")]).unwrap();
+        let c = cfg(&[
+            ("DINIT_LOG_LEVEL", ""),
+            ("DINIT_DIR", ""),
+            ("DINIT_KILL_TIMEOUT", ""),
+        ])
+        .unwrap();
         assert_eq!(c, cfg(&[]).unwrap());
     }
 
     #[test]
     fn relative_dir_is_resolved() {
-        assert_eq!(cfg(&[("DINIT_DIR", "svc")]).unwrap().dir, PathBuf::from("/cwd/svc"));
-        assert_eq!(cfg(&[("DINIT_DIR", "/abs")]).unwrap().dir, PathBuf::from("/abs"));
+        assert_eq!(
+            cfg(&[("DINIT_DIR", "svc")]).unwrap().dir,
+            PathBuf::from("/cwd/svc")
+        );
+        assert_eq!(
+            cfg(&[("DINIT_DIR", "/abs")]).unwrap().dir,
+            PathBuf::from("/abs")
+        );
     }
 
     #[test]
@@ -336,28 +392,53 @@ mod tests {
     #[test]
     fn json_switch() {
         for v in ["0", "false", "NO", "off", "Off"] {
-            assert!(!cfg(&[("DINIT_JSON_STDOUT", v)]).unwrap().json_stdout, "{v}");
+            assert!(
+                !cfg(&[("DINIT_JSON_STDOUT", v)]).unwrap().json_stdout,
+                "{v}"
+            );
         }
         for v in ["1", "true", "YES", "on"] {
             assert!(cfg(&[("DINIT_JSON_STDOUT", v)]).unwrap().json_stdout, "{v}");
         }
         for v in ["2", "nope", " 0"] {
             let e = cfg(&[("DINIT_JSON_STDOUT", v)]).unwrap_err().to_string();
-            assert!(e.starts_with(&format!("invalid JSON stdout {v}: DINIT_JSON_STDOUT")), "{e}");
+            assert!(
+                e.starts_with(&format!("invalid JSON stdout {v}: DINIT_JSON_STDOUT")),
+                "{e}"
+            );
         }
     }
 
     #[test]
     fn policies() {
-        assert_eq!(cfg(&[("DINIT_REPARENTING_POLICY", "adopt")]).unwrap().policy, Policy::Adopt);
-        assert_eq!(cfg(&[("DINIT_REPARENTING_POLICY", "ignore")]).unwrap().policy, Policy::Ignore);
-        let e = cfg(&[("DINIT_REPARENTING_POLICY", "Adopt")]).unwrap_err().to_string();
-        assert!(e.starts_with("invalid reparenting policy Adopt: DINIT_REPARENTING_POLICY"), "{e}");
+        assert_eq!(
+            cfg(&[("DINIT_REPARENTING_POLICY", "adopt")])
+                .unwrap()
+                .policy,
+            Policy::Adopt
+        );
+        assert_eq!(
+            cfg(&[("DINIT_REPARENTING_POLICY", "ignore")])
+                .unwrap()
+                .policy,
+            Policy::Ignore
+        );
+        let e = cfg(&[("DINIT_REPARENTING_POLICY", "Adopt")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid reparenting policy Adopt: DINIT_REPARENTING_POLICY"),
+            "{e}"
+        );
     }
 
     #[test]
     fn first_invalid_wins() {
-        let e = cfg(&[("DINIT_REPARENTING_POLICY", "x"), ("DINIT_KILL_TIMEOUT", "y")]).unwrap_err();
+        let e = cfg(&[
+            ("DINIT_REPARENTING_POLICY", "x"),
+            ("DINIT_KILL_TIMEOUT", "y"),
+        ])
+        .unwrap_err();
         assert!(e.to_string().starts_with("invalid kill timeout y"));
     }
 
@@ -378,7 +459,10 @@ mod tests {
         assert_eq!(secs("1_000"), Some(1000.0));
         assert_eq!(secs("0x_1f"), Some(31.0));
         assert_eq!(secs("0_7"), Some(7.0));
-        for bad in ["", "abc", " 5", "5 ", "1e3", "_1", "1_", "1__0", "0x", "08", "0b2", "--1", "+", "0x_", "1.2.3", "."] {
+        for bad in [
+            "", "abc", " 5", "5 ", "1e3", "_1", "1_", "1__0", "0x", "08", "0b2", "--1", "+", "0x_",
+            "1.2.3", ".",
+        ] {
             assert_eq!(secs(bad), None, "{bad:?}");
         }
     }
@@ -389,14 +473,20 @@ mod tests {
         assert_eq!(secs(".25"), Some(0.25));
         assert_eq!(secs("2."), Some(2.0));
         assert_eq!(secs("-1.5"), Some(0.0));
-        assert_eq!(parse_seconds("1.0000000019"), Some(Duration::from_nanos(1_000_000_001)));
+        assert_eq!(
+            parse_seconds("1.0000000019"),
+            Some(Duration::from_nanos(1_000_000_001))
+        );
         assert_eq!(secs("1.5e3"), None);
         assert_eq!(secs("0x1.5"), None);
     }
 
     #[test]
     fn seconds_overflow_is_invalid() {
-        assert_eq!(parse_seconds("9223372036"), Some(Duration::from_secs(9_223_372_036)));
+        assert_eq!(
+            parse_seconds("9223372036"),
+            Some(Duration::from_secs(9_223_372_036))
+        );
         assert_eq!(secs("9223372037"), None);
         assert_eq!(secs("99999999999999999999999"), None);
         assert_eq!(secs("9223372037.5"), None);
@@ -405,17 +495,42 @@ mod tests {
 
     #[test]
     fn stop_and_check_timeouts() {
-        assert_eq!(cfg(&[("DINIT_STOP_TIMEOUT", "0")]).unwrap().stop_timeout, None);
-        assert_eq!(cfg(&[("DINIT_STOP_TIMEOUT", "2.5")]).unwrap().stop_timeout, Some(Duration::from_millis(2500)));
-        assert!(cfg(&[("DINIT_STOP_TIMEOUT", "x")]).unwrap_err().to_string().starts_with("invalid stop timeout x"));
-        assert_eq!(cfg(&[("DINIT_CHECK_TIMEOUT", "1")]).unwrap().check_timeout, Duration::from_secs(1));
-        assert!(cfg(&[("DINIT_CHECK_TIMEOUT", "y")]).unwrap_err().to_string().starts_with("invalid check timeout y"));
+        assert_eq!(
+            cfg(&[("DINIT_STOP_TIMEOUT", "0")]).unwrap().stop_timeout,
+            None
+        );
+        assert_eq!(
+            cfg(&[("DINIT_STOP_TIMEOUT", "2.5")]).unwrap().stop_timeout,
+            Some(Duration::from_millis(2500))
+        );
+        assert!(
+            cfg(&[("DINIT_STOP_TIMEOUT", "x")])
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid stop timeout x")
+        );
+        assert_eq!(
+            cfg(&[("DINIT_CHECK_TIMEOUT", "1")]).unwrap().check_timeout,
+            Duration::from_secs(1)
+        );
+        assert!(
+            cfg(&[("DINIT_CHECK_TIMEOUT", "y")])
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid check timeout y")
+        );
     }
 
     #[test]
     fn control_socket_forms() {
         assert_eq!(control_socket(Some("none")), ControlSocket::Off);
-        assert_eq!(control_socket(Some("@dinit")), ControlSocket::Abstract(b"dinit".to_vec()));
-        assert_eq!(control_socket(Some("/tmp/x.sock")), ControlSocket::Path("/tmp/x.sock".into()));
+        assert_eq!(
+            control_socket(Some("@dinit")),
+            ControlSocket::Abstract(b"dinit".to_vec())
+        );
+        assert_eq!(
+            control_socket(Some("/tmp/x.sock")),
+            ControlSocket::Path("/tmp/x.sock".into())
+        );
     }
 }

@@ -28,12 +28,24 @@ pub enum Subject {
 }
 
 impl Error {
-    pub fn path(op: Option<&'static str>, path: impl Into<PathBuf>, err: impl Into<ErrnoOf>) -> Error {
-        Error { op, subject: Subject::Path(path.into()), errno: err.into().0 }
+    pub fn path(
+        op: Option<&'static str>,
+        path: impl Into<PathBuf>,
+        err: impl Into<ErrnoOf>,
+    ) -> Error {
+        Error {
+            op,
+            subject: Subject::Path(path.into()),
+            errno: err.into().0,
+        }
     }
 
     pub fn bare(op: &'static str, err: impl Into<ErrnoOf>) -> Error {
-        Error { op: Some(op), subject: Subject::None, errno: err.into().0 }
+        Error {
+            op: Some(op),
+            subject: Subject::None,
+            errno: err.into().0,
+        }
     }
 }
 
@@ -95,9 +107,18 @@ mod tests {
             Error::path(Some("open"), "/nonexistent", Errno::ENOENT).to_string(),
             "open /nonexistent: no such file or directory"
         );
-        assert_eq!(Error::path(None, "/s/web/run", Errno::EACCES).to_string(), "/s/web/run: permission denied");
-        assert_eq!(Error::path(None, "/s/x/run", Errno::ENOEXEC).to_string(), "/s/x/run: exec format error");
-        assert_eq!(Error::bare("prctl", Errno::EINVAL).to_string(), "prctl: invalid argument");
+        assert_eq!(
+            Error::path(None, "/s/web/run", Errno::EACCES).to_string(),
+            "/s/web/run: permission denied"
+        );
+        assert_eq!(
+            Error::path(None, "/s/x/run", Errno::ENOEXEC).to_string(),
+            "/s/x/run: exec format error"
+        );
+        assert_eq!(
+            Error::bare("prctl", Errno::EINVAL).to_string(),
+            "prctl: invalid argument"
+        );
         assert_eq!(errno_text(Errno::EPIPE), "broken pipe");
     }
 }

@@ -48,7 +48,11 @@ pub fn run(poll: &mut Poll, signals: &mut Signals, sup: &mut Supervisor) -> io::
         if let Some(code) = sup.progress() {
             return Ok(code);
         }
-        let timeout = if sup.pipes.has_work(&sup.out) { Some(Duration::ZERO) } else { sup.timeout(Instant::now()) };
+        let timeout = if sup.pipes.has_work(&sup.out) {
+            Some(Duration::ZERO)
+        } else {
+            sup.timeout(Instant::now())
+        };
         match poll.poll(&mut events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -55,7 +55,12 @@ pub fn format_line(buf: &mut Vec<u8>, ts: &[u8], level: Level, msg: std::fmt::Ar
 /// Before the loop (configuration errors, start-up failures): one blocking write to fd 2.
 pub fn early(level: Level, msg: std::fmt::Arguments<'_>) {
     let mut buf = Vec::with_capacity(128);
-    format_line(&mut buf, &crate::output::clock::Clock::new().now(), level, msg);
+    format_line(
+        &mut buf,
+        &crate::output::clock::Clock::new().now(),
+        level,
+        msg,
+    );
     let _ = std::io::stderr().write_all(&buf);
 }
 

@@ -53,7 +53,10 @@ Configuration is read from the environment:
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         sink::restore_flags();
-        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         let what = info
             .payload()
             .downcast_ref::<&str>()
@@ -114,10 +117,16 @@ fn run() -> u8 {
     if let Err(e) = registry.register(&mut signals, event_loop::SIGNALS, Interest::READABLE) {
         return early_fail(format_args!("exiting: signal handlers: {e}"));
     }
-    for (stream, token) in [(Stream::Stdout, event_loop::STDOUT), (Stream::Stderr, event_loop::STDERR)] {
+    for (stream, token) in [
+        (Stream::Stdout, event_loop::STDOUT),
+        (Stream::Stderr, event_loop::STDERR),
+    ] {
         let sink = out.sink_mut(stream);
         if let Some(fd) = sink.poll_fd() {
-            if registry.register(&mut SourceFd(&fd), token, Interest::WRITABLE).is_err() {
+            if registry
+                .register(&mut SourceFd(&fd), token, Interest::WRITABLE)
+                .is_err()
+            {
                 sink.not_pollable();
             }
         }
@@ -125,7 +134,10 @@ fn run() -> u8 {
 
     let pid = std::process::id();
     if pid != 1 {
-        info!(out, "not running as a PID 1, but PID {pid}, registering as a process subreaper");
+        info!(
+            out,
+            "not running as a PID 1, but PID {pid}, registering as a process subreaper"
+        );
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
             error!(out, "exiting: {}", error::errno_text(e));
             flush_blocking(&mut out);

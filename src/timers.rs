@@ -38,24 +38,37 @@ pub struct Timers<T> {
 
 impl<T> Default for Timers<T> {
     fn default() -> Self {
-        Timers { heap: BinaryHeap::new(), seq: 0 }
+        Timers {
+            heap: BinaryHeap::new(),
+            seq: 0,
+        }
     }
 }
 
 impl<T> Timers<T> {
     pub fn arm(&mut self, at: Instant, what: T) {
         self.seq += 1;
-        self.heap.push(Reverse(Entry { at, seq: self.seq, what }));
+        self.heap.push(Reverse(Entry {
+            at,
+            seq: self.seq,
+            what,
+        }));
     }
 
     /// How long the poll may sleep: until the earliest deadline (`None`: no deadline).
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        self.heap.peek().map(|Reverse(e)| e.at.saturating_duration_since(now))
+        self.heap
+            .peek()
+            .map(|Reverse(e)| e.at.saturating_duration_since(now))
     }
 
     /// The next expired timer, earliest first, in arming order among equals.
     pub fn pop_expired(&mut self, now: Instant) -> Option<T> {
-        if self.heap.peek()?.0.at <= now { self.heap.pop().map(|Reverse(e)| e.what) } else { None }
+        if self.heap.peek()?.0.at <= now {
+            self.heap.pop().map(|Reverse(e)| e.what)
+        } else {
+            None
+        }
     }
 
     pub fn len(&self) -> usize {

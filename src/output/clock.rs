@@ -21,7 +21,10 @@ impl Default for Clock {
 
 impl Clock {
     pub fn new() -> Clock {
-        Clock { last_ms: i64::MIN, text: [0; TS_LEN] }
+        Clock {
+            last_ms: i64::MIN,
+            text: [0; TS_LEN],
+        }
     }
 
     /// The current time's text.
@@ -43,8 +46,13 @@ impl Clock {
 pub fn format_ms(ms: i64) -> [u8; TS_LEN] {
     let secs = ms.div_euclid(1000);
     let milli = ms.rem_euclid(1000) as u32;
-    let dt = time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let (year, month, day) = (dt.year().clamp(0, 9999) as u32, u8::from(dt.month()) as u32, dt.day() as u32);
+    let dt =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let (year, month, day) = (
+        dt.year().clamp(0, 9999) as u32,
+        u8::from(dt.month()) as u32,
+        dt.day() as u32,
+    );
     let mut out = *b"0000-00-00T00:00:00.000Z";
     let put = |out: &mut [u8; TS_LEN], at: usize, width: usize, mut v: u32| {
         for i in (0..width).rev() {

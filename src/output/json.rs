@@ -32,24 +32,36 @@ pub struct Object {
     pub has_reserved: bool,
 }
 
-/// Is `line` (surrounding JSON whitespace allowed) exactly one JSON object? `members` is filled
-/// with its top-level members (cleared first); a reused Vec keeps this allocation-free.
+/// Is `line` (surrounding JSON whitespace allowed) exactly one JSON object? When it has one of
+/// dinit's keys, `members` is filled with its top-level members (cleared first); a reused Vec
+/// keeps this allocation-free.
 pub fn scan_object(line: &[u8], members: &mut Vec<Member>) -> Option<Object> {
     members.clear();
+    let obj = scan(line, None)?;
+    if obj.has_reserved {
+        // Rare: a second pass notes where each member is, so the colliding ones can be dropped.
+        scan(line, Some(members))?;
+    }
+    Some(obj)
+}
+
+fn scan(line: &[u8], mut members: Option<&mut Vec<Member>>) -> Option<Object> {
     let start = skip_ws(line, 0);
     if line.get(start) != Some(&b'{') {
         return None;
     }
-    let end = line.len() - line.iter().rev().take_while(|b| is_ws(**b)).count();
+    let mut end = line.len();
+    while end > start && is_ws(line[end - 1]) {
+        end -= 1;
+    }
     if end <= start + 1 || line[end - 1] != b'}' {
         return None;
     }
-    // Only strings may hold non-ASCII; checking the whole line once is cheaper than per string.
-    if !line[start..end].is_ascii() && std::str::from_utf8(&line[start..end]).is_err() {
-        return None;
-    }
     let text = &line[..end];
-    let mut s = Scanner { text, pos: start + 1 };
+    let mut s = Scanner {
+        text,
+        pos: start + 1,
+    };
     let mut has_reserved = false;
     let mut has_members = false;
     s.ws();
@@ -60,15 +72,26 @@ pub fn scan_object(line: &[u8], members: &mut Vec<Member>) -> Option<Object> {
         loop {
             s.ws();
             let key_start = s.pos;
-            s.string()?;
-            let reserved = is_reserved(&text[key_start + 1..s.pos - 1]);
+            let escaped = s.string()?;
+            let key = &text[key_start + 1..s.pos - 1];
+            let reserved = if escaped {
+                is_reserved_escaped(key)
+            } else {
+                RESERVED.contains(&key)
+            };
             has_reserved |= reserved;
             s.ws();
             s.expect(b':')?;
             s.ws();
             s.value(1)?;
             s.ws();
-            members.push(Member { start: member_start, end: s.pos, reserved });
+            if let Some(m) = members.as_deref_mut() {
+                m.push(Member {
+                    start: member_start,
+                    end: s.pos,
+                    reserved,
+                });
+            }
             has_members = true;
             match s.next()? {
                 b',' => member_start = s.pos,
@@ -80,13 +103,16 @@ pub fn scan_object(line: &[u8], members: &mut Vec<Member>) -> Option<Object> {
     if s.pos != end {
         return None; // `{"a":1} {"b":2}`: two values, not one object
     }
-    Some(Object { start, end, has_members, has_reserved })
+    Some(Object {
+        start,
+        end,
+        has_members,
+        has_reserved,
+    })
 }
 
-fn is_reserved(raw_key: &[u8]) -> bool {
-    if !raw_key.contains(&b'\\') {
-        return RESERVED.contains(&raw_key);
-    }
+/// A key written with escapes is still that key once decoded.
+fn is_reserved_escaped(raw_key: &[u8]) -> bool {
     // A key written with escapes (`"serv\u0069ce"`) is still that key once decoded. Rare: decode
     // into a small stack buffer; anything longer than the longest reserved key cannot match.
     let mut buf = [0u8; 8];
@@ -136,6 +162,31 @@ fn hex4(h: &[u8]) -> Option<u32> {
     Some(v)
 }
 
+/// The bytes of `w` (little-endian) that end a plain ASCII run in a string: `"`, `\\`, a control
+/// character or a non-ASCII byte, as the high bit of each flagged byte (bit tricks from "Bit Twiddling Hacks": a zero
+/// byte of `w ^ c`, a byte less than 0x20). A borrow can flag bytes above a true hit, never
+/// below one, so the lowest flagged byte is always a real one.
+fn special_bytes(w: u64) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let quote = w ^ (LO * b'"' as u64);
+    let backslash = w ^ (LO * b'\\' as u64);
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let below_space = w.wrapping_sub(LO * 0x20) & !w & HI;
+    zero(quote) | zero(backslash) | below_space | (w & HI)
+}
+
+/// The length of the valid UTF-8 character at the start of `b` (its first byte is >= 0x80).
+fn utf8_char(b: &[u8]) -> Option<usize> {
+    let width = match b[0] {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return None,
+    };
+    std::str::from_utf8(b.get(..width)?).ok().map(|_| width)
+}
+
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
@@ -173,7 +224,7 @@ impl Scanner<'_> {
 
     fn value(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
-            b'"' => self.string(),
+            b'"' => self.string().map(|_| ()),
             b'{' => self.object(depth + 1),
             b'[' => self.array(depth + 1),
             b't' => self.literal(b"true"),
@@ -278,27 +329,48 @@ impl Scanner<'_> {
         Some(())
     }
 
-    /// A string starting at `pos` (the opening quote); UTF-8 was checked for the whole line.
-    fn string(&mut self) -> Option<()> {
-        if self.next()? != b'"' {
+    /// A string starting at `pos` (the opening quote), valid UTF-8 inside. Returns whether it
+    /// has escapes.
+    fn string(&mut self) -> Option<bool> {
+        let t = self.text;
+        let mut i = self.pos;
+        if t.get(i) != Some(&b'"') {
             return None;
         }
+        i += 1;
+        let mut escaped = false;
         loop {
-            // The plain bytes are the common case: skip them in one tight loop.
-            while let Some(&b) = self.text.get(self.pos) {
-                if b == b'"' || b == b'\\' || b < 0x20 {
+            // Plain ASCII is the common case: skip it eight bytes at a time.
+            while i + 8 <= t.len() {
+                let word = u64::from_le_bytes(t[i..i + 8].try_into().unwrap_or([0; 8]));
+                let special = special_bytes(word);
+                if special != 0 {
+                    // The lowest flagged byte is exact (see `special_bytes`): go straight to it.
+                    i += (special.trailing_zeros() / 8) as usize;
                     break;
                 }
-                self.pos += 1;
+                i += 8;
             }
-            match self.next()? {
-                b'"' => return Some(()),
-                b'\\' => match self.next()? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                    b'u' => self.unicode_escape()?,
-                    _ => return None,
-                },
-                _ => return None, // a control character
+            match *t.get(i)? {
+                b'"' => {
+                    self.pos = i + 1;
+                    return Some(escaped);
+                }
+                b'\\' => {
+                    escaped = true;
+                    match *t.get(i + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                        b'u' => {
+                            self.pos = i + 2;
+                            self.unicode_escape()?;
+                            i = self.pos;
+                        }
+                        _ => return None,
+                    }
+                }
+                b if b < 0x20 => return None, // a control character
+                b if b < 0x80 => i += 1,
+                _ => i += utf8_char(&t[i..])?,
             }
         }
     }
@@ -375,9 +447,16 @@ fn escape_valid(out: &mut Vec<u8>, s: &str) {
                 b'\t' => Some(b"\\t"),
                 _ => None,
             }
-        } else if c == 0xE2 && b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xA8 | 0xA9)) {
+        } else if c == 0xE2
+            && b.get(i + 1) == Some(&0x80)
+            && matches!(b.get(i + 2), Some(0xA8 | 0xA9))
+        {
             out.extend_from_slice(&b[run..i]);
-            out.extend_from_slice(if b[i + 2] == 0xA8 { b"\\u2028" } else { b"\\u2029" });
+            out.extend_from_slice(if b[i + 2] == 0xA8 {
+                b"\\u2028"
+            } else {
+                b"\\u2029"
+            });
             i += 3;
             run = i;
             continue;
@@ -411,7 +490,10 @@ mod tests {
 
     fn agrees_with_serde(s: &[u8]) {
         let ours = scan_object(s, &mut Vec::new()).is_some();
-        let theirs = matches!(serde_json::from_slice::<serde_json::Value>(s), Ok(serde_json::Value::Object(_)));
+        let theirs = matches!(
+            serde_json::from_slice::<serde_json::Value>(s),
+            Ok(serde_json::Value::Object(_))
+        );
         assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(s));
     }
 
@@ -480,8 +562,15 @@ mod tests {
         let mut m = Vec::new();
         let o = scan_object(line, &mut m).unwrap();
         assert!(o.has_reserved && o.has_members);
-        let texts: Vec<(&str, bool)> =
-            m.iter().map(|m| (std::str::from_utf8(&line[m.start..m.end]).unwrap(), m.reserved)).collect();
+        let texts: Vec<(&str, bool)> = m
+            .iter()
+            .map(|m| {
+                (
+                    std::str::from_utf8(&line[m.start..m.end]).unwrap(),
+                    m.reserved,
+                )
+            })
+            .collect();
         assert_eq!(
             texts,
             vec![
@@ -507,7 +596,10 @@ mod tests {
         assert_eq!(esc(b"web"), r#""web""#);
         assert_eq!(esc(b"a\"b\\c"), r#""a\"b\\c""#);
         assert_eq!(esc(b"<a&b>"), r#""\u003ca\u0026b\u003e""#);
-        assert_eq!(esc(b"\n\r\t\x01\x1b\x7f"), "\"\\n\\r\\t\\u0001\\u001b\x7f\"");
+        assert_eq!(
+            esc(b"\n\r\t\x01\x1b\x7f"),
+            "\"\\n\\r\\t\\u0001\\u001b\x7f\""
+        );
         assert_eq!(esc("é\u{2028}\u{2029}".as_bytes()), "\"é\\u2028\\u2029\"");
         assert_eq!(esc(b"a\xffb\xe2\x82"), r#""a\ufffdb\ufffd\ufffd""#);
         assert_eq!(esc(b""), r#""""#);
@@ -515,7 +607,12 @@ mod tests {
 
     #[test]
     fn escaped_strings_parse_back() {
-        for s in [&b"plain"[..], b"\x00\x1f\"\\", b"\xff\xfe", "日本\u{2028}".as_bytes()] {
+        for s in [
+            &b"plain"[..],
+            b"\x00\x1f\"\\",
+            b"\xff\xfe",
+            "日本\u{2028}".as_bytes(),
+        ] {
             let v: serde_json::Value = serde_json::from_str(&esc(s)).unwrap();
             assert_eq!(v.as_str().unwrap(), String::from_utf8_lossy(s));
         }

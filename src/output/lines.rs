@@ -114,7 +114,8 @@ fn utf8_cut(line: &[u8], at: usize) -> usize {
         0xF0..=0xF4 => 4,
         _ => return at, // not a lead byte: invalid UTF-8, any cut is as good
     };
-    if lead + width > at && std::str::from_utf8(&line[lead..(lead + width).min(line.len())]).is_ok() {
+    if lead + width > at && std::str::from_utf8(&line[lead..(lead + width).min(line.len())]).is_ok()
+    {
         lead
     } else {
         at
@@ -165,7 +166,10 @@ mod tests {
 
     #[test]
     fn invalid_utf8_passes_through() {
-        assert_eq!(split(&[b"\xff\xfe\n\x00\n"]), vec![b"\xff\xfe".to_vec(), b"\x00".to_vec()]);
+        assert_eq!(
+            split(&[b"\xff\xfe\n\x00\n"]),
+            vec![b"\xff\xfe".to_vec(), b"\x00".to_vec()]
+        );
     }
 
     fn long_case(len: usize, chunk: usize) -> Vec<usize> {
@@ -196,7 +200,10 @@ mod tests {
     fn cut_keeps_crlf_semantics() {
         let mut data = vec![b'x'; MAX_RECORD];
         data.extend_from_slice(b"\r\n");
-        assert_eq!(split(&[&data]).iter().map(|l| l.len()).collect::<Vec<_>>(), vec![MAX_RECORD]);
+        assert_eq!(
+            split(&[&data]).iter().map(|l| l.len()).collect::<Vec<_>>(),
+            vec![MAX_RECORD]
+        );
         assert_eq!(split(&[&data[..MAX_RECORD + 1], b"\n"]).len(), 1);
     }
 

@@ -61,7 +61,14 @@ impl Output {
             if was_closed {
                 let sink = if i == 0 { &mut o.out } else { &mut o.err };
                 sink.broken = Some(nix::errno::Errno::EBADF);
-                o.report_broken(if i == 0 { Stream::Stdout } else { Stream::Stderr }, nix::errno::Errno::EBADF);
+                o.report_broken(
+                    if i == 0 {
+                        Stream::Stdout
+                    } else {
+                        Stream::Stderr
+                    },
+                    nix::errno::Errno::EBADF,
+                );
             }
         }
         o
@@ -88,7 +95,9 @@ impl Output {
             Stream::Stdout => self.out.buf(),
             Stream::Stderr => {
                 let need = self.out.queued_total();
-                if need > self.out.written_total() && self.barriers.back().is_none_or(|b| b.1 != need) {
+                if need > self.out.written_total()
+                    && self.barriers.back().is_none_or(|b| b.1 != need)
+                {
                     self.barriers.push_back((self.err.queued_total(), need));
                 }
                 self.err.buf()
@@ -118,7 +127,11 @@ impl Output {
         }
         let written = self.out.written_total();
         let stdout_gone = self.out.broken.is_some();
-        while self.barriers.front().is_some_and(|b| stdout_gone || b.1 <= written) {
+        while self
+            .barriers
+            .front()
+            .is_some_and(|b| stdout_gone || b.1 <= written)
+        {
             self.barriers.pop_front();
         }
         let limit = self.barriers.front().map_or(u64::MAX, |b| b.0);
@@ -139,7 +152,11 @@ impl Output {
 
     /// One line on the other stream, once: the broken one can no longer carry it.
     fn report_broken(&mut self, stream: Stream, e: nix::errno::Errno) {
-        let msg = format!("error writing {}: {}", stream.name(), crate::error::errno_text(e));
+        let msg = format!(
+            "error writing {}: {}",
+            stream.name(),
+            crate::error::errno_text(e)
+        );
         match stream {
             Stream::Stdout => crate::error!(self, "{msg}"),
             Stream::Stderr if self.level >= Level::Error => {

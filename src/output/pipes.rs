@@ -83,7 +83,14 @@ impl Pipes {
         registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)?;
         self.pipes.insert(
             token,
-            Pipe { fd, stream, src, splitter: LineSplitter::new(), queued: true, counts },
+            Pipe {
+                fd,
+                stream,
+                src,
+                splitter: LineSplitter::new(),
+                queued: true,
+                counts,
+            },
         );
         // Data may already be there; edge-triggered polls report only new arrivals.
         self.ready.push_back(token);
@@ -113,7 +120,9 @@ impl Pipes {
     pub fn pump(&mut self, registry: &Registry, out: &mut Output, mut budget: usize) -> bool {
         let mut waiting = VecDeque::new();
         while budget > 0 {
-            let Some(token) = self.ready.pop_front() else { break };
+            let Some(token) = self.ready.pop_front() else {
+                break;
+            };
             let outcome = self.read_pipe(token, registry, out, READS_PER_TURN.min(budget), false);
             budget = budget.saturating_sub(READS_PER_TURN);
             match outcome {
@@ -122,7 +131,10 @@ impl Pipes {
                 ReadOutcome::Empty | ReadOutcome::Closed => {}
             }
         }
-        let more = self.ready.iter().any(|t| self.pipes.get(t).is_some_and(|p| !out.over_limit(p.stream)));
+        let more = self
+            .ready
+            .iter()
+            .any(|t| self.pipes.get(t).is_some_and(|p| !out.over_limit(p.stream)));
         self.ready.append(&mut waiting);
         more
     }
@@ -137,7 +149,11 @@ impl Pipes {
 
     /// Ready pipes that can be read now (their queue has room).
     pub fn has_work(&self, out: &Output) -> bool {
-        self.ready.iter().any(|t| self.pipes.get(t).is_some_and(|p| p.queued && !out.over_limit(p.stream)))
+        self.ready.iter().any(|t| {
+            self.pipes
+                .get(t)
+                .is_some_and(|p| p.queued && !out.over_limit(p.stream))
+        })
     }
 
     /// Drains every pipe (at exit): what is in them is read, whoever still holds a write end.
@@ -148,9 +164,22 @@ impl Pipes {
         }
     }
 
-    fn read_pipe(&mut self, token: Token, registry: &Registry, out: &mut Output, max_reads: usize, force: bool) -> ReadOutcome {
-        let Some(p) = self.pipes.get_mut(&token) else { return ReadOutcome::Empty };
-        let target = if p.stream == Stream::Stdout { Stream::Stdout } else { Stream::Stderr };
+    fn read_pipe(
+        &mut self,
+        token: Token,
+        registry: &Registry,
+        out: &mut Output,
+        max_reads: usize,
+        force: bool,
+    ) -> ReadOutcome {
+        let Some(p) = self.pipes.get_mut(&token) else {
+            return ReadOutcome::Empty;
+        };
+        let target = if p.stream == Stream::Stdout {
+            Stream::Stdout
+        } else {
+            Stream::Stderr
+        };
         let json = out.json() && p.stream == Stream::Stdout;
         let mut counts = p.counts.get();
         let mut outcome = ReadOutcome::More;
@@ -160,7 +189,13 @@ impl Pipes {
                 break;
             }
             // SAFETY: reading into our own scratch buffer from an fd this table owns.
-            let n = unsafe { libc::read(p.fd.as_raw_fd(), self.scratch.as_mut_ptr().cast(), self.scratch.len()) };
+            let n = unsafe {
+                libc::read(
+                    p.fd.as_raw_fd(),
+                    self.scratch.as_mut_ptr().cast(),
+                    self.scratch.len(),
+                )
+            };
             if n > 0 {
                 let data = &self.scratch[..n as usize];
                 counts.bytes += n as u64;
@@ -169,7 +204,11 @@ impl Pipes {
                 let (fmt, src) = (&mut self.fmt, &p.src);
                 p.splitter.feed(data, |line| {
                     counts.lines += 1;
-                    if json { fmt.json(q, src, &ts, line) } else { fmt.text(q, src, &ts, line) }
+                    if json {
+                        fmt.json(q, src, &ts, line)
+                    } else {
+                        fmt.text(q, src, &ts, line)
+                    }
                 });
                 continue;
             }
@@ -197,7 +236,11 @@ impl Pipes {
             let (fmt, src) = (&mut self.fmt, &p.src);
             p.splitter.finish(|line| {
                 counts.lines += 1;
-                if json { fmt.json(q, src, &ts, line) } else { fmt.text(q, src, &ts, line) }
+                if json {
+                    fmt.json(q, src, &ts, line)
+                } else {
+                    fmt.text(q, src, &ts, line)
+                }
             });
             outcome = ReadOutcome::Closed;
             break;

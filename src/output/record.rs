@@ -32,7 +32,10 @@ impl Source {
         f.extend_from_slice(b",\"stage\":");
         json::write_string(&mut f, stage.as_bytes());
         f.extend_from_slice(b",\"logged\":\"");
-        Source { label: label.into(), json_fields: f.into() }
+        Source {
+            label: label.into(),
+            json_fields: f.into(),
+        }
     }
 
     pub fn label(&self) -> &[u8] {
@@ -107,7 +110,10 @@ mod tests {
         let s = String::from_utf8(out).unwrap();
         assert!(s.ends_with('\n'));
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        assert_eq!(v["service"], serde_json::Value::String(String::from_utf8_lossy(name).into_owned()));
+        assert_eq!(
+            v["service"],
+            serde_json::Value::String(String::from_utf8_lossy(name).into_owned())
+        );
         assert_eq!(v["stage"], stage);
         assert_eq!(v["logged"], "2026-11-24T13:15:30.676Z");
         s.trim_end().to_owned()
@@ -117,31 +123,64 @@ mod tests {
 
     #[test]
     fn objects_get_fields() {
-        assert_eq!(json(b"a", "run", br#"{"a":1}"#), format!(r#"{{"a":1,{FIELDS}"#));
-        assert_eq!(json(b"a", "run", br#"{"test": "foo"}"#), format!(r#"{{"test": "foo",{FIELDS}"#));
+        assert_eq!(
+            json(b"a", "run", br#"{"a":1}"#),
+            format!(r#"{{"a":1,{FIELDS}"#)
+        );
+        assert_eq!(
+            json(b"a", "run", br#"{"test": "foo"}"#),
+            format!(r#"{{"test": "foo",{FIELDS}"#)
+        );
         assert_eq!(json(b"a", "run", b"{}"), format!("{{{FIELDS}"));
         assert_eq!(json(b"a", "run", b"  { } \t"), format!("{{ {FIELDS}"));
-        assert_eq!(json(b"a", "run", br#"{"a":1 }"#), format!(r#"{{"a":1 ,{FIELDS}"#));
+        assert_eq!(
+            json(b"a", "run", br#"{"a":1 }"#),
+            format!(r#"{{"a":1 ,{FIELDS}"#)
+        );
     }
 
     #[test]
     fn collisions_replaced_without_duplicates() {
-        assert_eq!(json(b"a", "run", br#"{"service":"x","a":1}"#), format!(r#"{{"a":1,{FIELDS}"#));
+        assert_eq!(
+            json(b"a", "run", br#"{"service":"x","a":1}"#),
+            format!(r#"{{"a":1,{FIELDS}"#)
+        );
         assert_eq!(
             json(b"a", "run", br#"{"z": 1, "stage":"s", "logged":0 , "y":2}"#),
             format!(r#"{{"z": 1, "y":2,{FIELDS}"#)
         );
-        assert_eq!(json(b"a", "run", br#"{"service":1,"stage":2,"logged":3}"#), format!("{{{FIELDS}"));
-        assert_eq!(json(b"a", "run", br#"{"b":{"service":1}}"#), format!(r#"{{"b":{{"service":1}},{FIELDS}"#));
+        assert_eq!(
+            json(b"a", "run", br#"{"service":1,"stage":2,"logged":3}"#),
+            format!("{{{FIELDS}")
+        );
+        assert_eq!(
+            json(b"a", "run", br#"{"b":{"service":1}}"#),
+            format!(r#"{{"b":{{"service":1}},{FIELDS}"#)
+        );
     }
 
     #[test]
     fn everything_else_is_msg() {
-        assert_eq!(json(b"a", "run", b"hello"), format!(r#"{{"msg":"hello",{FIELDS}"#));
-        assert_eq!(json(b"a", "run", b"[1,2]"), format!(r#"{{"msg":"[1,2]",{FIELDS}"#));
-        assert_eq!(json(b"a", "run", b"{not json}"), format!(r#"{{"msg":"{{not json}}",{FIELDS}"#));
-        assert_eq!(json(b"a", "run", b"{\"a\":1} {\"b\":2}"), format!(r#"{{"msg":"{{\"a\":1}} {{\"b\":2}}",{FIELDS}"#));
-        assert_eq!(json(b"a", "run", b"\xff\x00"), format!(r#"{{"msg":"\ufffd\u0000",{FIELDS}"#));
+        assert_eq!(
+            json(b"a", "run", b"hello"),
+            format!(r#"{{"msg":"hello",{FIELDS}"#)
+        );
+        assert_eq!(
+            json(b"a", "run", b"[1,2]"),
+            format!(r#"{{"msg":"[1,2]",{FIELDS}"#)
+        );
+        assert_eq!(
+            json(b"a", "run", b"{not json}"),
+            format!(r#"{{"msg":"{{not json}}",{FIELDS}"#)
+        );
+        assert_eq!(
+            json(b"a", "run", b"{\"a\":1} {\"b\":2}"),
+            format!(r#"{{"msg":"{{\"a\":1}} {{\"b\":2}}",{FIELDS}"#)
+        );
+        assert_eq!(
+            json(b"a", "run", b"\xff\x00"),
+            format!(r#"{{"msg":"\ufffd\u0000",{FIELDS}"#)
+        );
     }
 
     #[test]
@@ -157,5 +196,55 @@ mod tests {
         let mut out = Vec::new();
         Formatter::default().text(&mut out, &Source::new(b"a", "log"), TS, b"{\"a\":1}\r");
         assert_eq!(out, b"2026-11-24T13:15:30.676Z a/log: {\"a\":1}\r\n");
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// `cargo test --release -- --ignored --nocapture record_speed`: ns per typical line.
+    #[test]
+    #[ignore]
+    fn record_speed() {
+        let line = br#"{"level":"info","svc":"s1","i":123456,"msg":"GET /api/v1/items/123 status=200 dur_ms=42 user=u1234 trace=00000000deadbeef"}"#;
+        let src = Source::new(b"s1", "run");
+        let mut f = Formatter::default();
+        let mut out = Vec::with_capacity(1 << 20);
+        let ts = *b"2026-11-24T13:15:30.676Z";
+        let n = 2_000_000;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            f.json(&mut out, &src, &ts, line);
+            if out.len() > 1 << 19 {
+                out.clear();
+            }
+        }
+        let json_ns = t.elapsed().as_nanos() as f64 / n as f64;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            f.text(&mut out, &src, &ts, line);
+            if out.len() > 1 << 19 {
+                out.clear();
+            }
+        }
+        let text_ns = t.elapsed().as_nanos() as f64 / n as f64;
+        let mut data = Vec::new();
+        for _ in 0..10_000 {
+            data.extend_from_slice(line);
+            data.push(b'\n');
+        }
+        let mut sp = crate::output::lines::LineSplitter::new();
+        let t = std::time::Instant::now();
+        let mut count = 0;
+        for _ in 0..200 {
+            for chunk in data.chunks(65536) {
+                sp.feed(chunk, |l| count += l.len());
+            }
+        }
+        let split_ns = t.elapsed().as_nanos() as f64 / 2_000_000.0;
+        eprintln!(
+            "json {json_ns:.1} ns/line, text {text_ns:.1} ns/line, split {split_ns:.1} ns/line ({count})"
+        );
     }
 }

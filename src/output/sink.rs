@@ -147,7 +147,13 @@ impl Sink {
                 break;
             }
             // SAFETY: writing from a live buffer to an fd this sink owns or borrows from fd 1/2.
-            let n = unsafe { libc::write(self.fd, self.buf[self.head..end].as_ptr().cast(), end - self.head) };
+            let n = unsafe {
+                libc::write(
+                    self.fd,
+                    self.buf[self.head..end].as_ptr().cast(),
+                    end - self.head,
+                )
+            };
             if n >= 0 {
                 self.head += n as usize;
                 continue;
@@ -205,7 +211,9 @@ pub fn ensure_std_fds() -> [bool; 2] {
     for fd in 0..3 {
         if fcntl(unsafe_borrow(fd), FcntlArg::F_GETFD) == Err(Errno::EBADF) {
             // open() returns the lowest free fd, which is `fd`.
-            if let Ok(null) = nix::fcntl::open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty()) {
+            if let Ok(null) =
+                nix::fcntl::open("/dev/null", OFlag::O_RDWR, nix::sys::stat::Mode::empty())
+            {
                 let raw = std::os::fd::IntoRawFd::into_raw_fd(null);
                 if raw != fd {
                     // SAFETY: raw was just opened by us; close it, it is not where it belongs.

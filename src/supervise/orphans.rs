@@ -19,7 +19,10 @@ pub fn name_of(pid: Pid) -> String {
 
 /// Pure part of [`name_of`].
 pub fn name_from(cmdline: &[u8], stat: &[u8]) -> String {
-    let first = cmdline.split(|b| *b == 0 || b.is_ascii_whitespace()).find(|w| !w.is_empty()).unwrap_or_default();
+    let first = cmdline
+        .split(|b| *b == 0 || b.is_ascii_whitespace())
+        .find(|w| !w.is_empty())
+        .unwrap_or_default();
     let base = first.rsplit(|b| *b == b'/').next().unwrap_or_default();
     if !base.is_empty() {
         return String::from_utf8_lossy(base).into_owned();
@@ -41,7 +44,10 @@ pub fn comm_from_stat(stat: &[u8]) -> Option<&[u8]> {
 
 /// The cmdline as tozd/dinit prints it: NULs as spaces, trailing spaces removed.
 pub fn cmdline_text(cmdline: &[u8]) -> String {
-    let s: Vec<u8> = cmdline.iter().map(|b| if *b == 0 { b' ' } else { *b }).collect();
+    let s: Vec<u8> = cmdline
+        .iter()
+        .map(|b| if *b == 0 { b' ' } else { *b })
+        .collect();
     String::from_utf8_lossy(&s).trim_end_matches(' ').to_owned()
 }
 

@@ -43,7 +43,13 @@ pub struct ProcTab {
 }
 
 impl ProcTab {
-    pub fn insert(&mut self, pid: Pid, role: Role, pipes: Vec<Token>, exec: Option<(Token, OwnedFd)>) {
+    pub fn insert(
+        &mut self,
+        pid: Pid,
+        role: Role,
+        pipes: Vec<Token>,
+        exec: Option<(Token, OwnedFd)>,
+    ) {
         self.procs.insert(pid, Proc { role, pipes, exec });
     }
 

@@ -31,7 +31,10 @@ pub fn reap(known: impl Fn(Pid) -> bool, name_unknown: bool, out: &mut Vec<Reape
     loop {
         let pid = if name_unknown {
             // Peek without reaping: the zombie's /proc entry is there until it is waited for.
-            match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT) {
+            match waitid(
+                Id::All,
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            ) {
                 Ok(ws) => match ws.pid() {
                     Some(pid) => Some(pid),
                     None => return Children::Some,
@@ -47,7 +50,10 @@ pub fn reap(known: impl Fn(Pid) -> bool, name_unknown: bool, out: &mut Vec<Reape
             Some(pid) if !known(pid) => Some(super::orphans::name_of(pid)),
             _ => None,
         };
-        match waitpid(pid.unwrap_or(Pid::from_raw(-1)), Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+        match waitpid(
+            pid.unwrap_or(Pid::from_raw(-1)),
+            Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+        ) {
             Ok(WaitStatus::StillAlive) => return Children::Some,
             Ok(ws) => {
                 if let (Some(pid), Some(exit)) = (ws.pid(), Exit::from_wait(ws)) {

@@ -79,13 +79,26 @@ pub fn scan(dir: &Path) -> Result<Scan, Error> {
                     _ => true,
                 };
                 let down = std::fs::symlink_metadata(path.join("down")).is_ok();
-                services.push(ServiceDef { name: name.into_vec(), dir: path, has_logger, down });
+                services.push(ServiceDef {
+                    name: name.into_vec(),
+                    dir: path,
+                    has_logger,
+                    down,
+                });
             }
             Ok(_) => {}
-            Err(e) => return Ok(Scan { services, error: Some(Error::path(Some("stat"), &path, &e)) }),
+            Err(e) => {
+                return Ok(Scan {
+                    services,
+                    error: Some(Error::path(Some("stat"), &path, &e)),
+                });
+            }
         }
     }
-    Ok(Scan { services, error: None })
+    Ok(Scan {
+        services,
+        error: None,
+    })
 }
 
 #[cfg(test)]
@@ -130,13 +143,18 @@ mod tests {
         let s = scan(&d).unwrap();
         assert_eq!(s.services.len(), 1);
         let e = s.error.unwrap().to_string();
-        assert_eq!(e, format!("stat {}/b: no such file or directory", d.display()));
+        assert_eq!(
+            e,
+            format!("stat {}/b: no such file or directory", d.display())
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn missing_dir() {
-        let e = scan(Path::new("/nonexistent-dinit")).unwrap_err().to_string();
+        let e = scan(Path::new("/nonexistent-dinit"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "open /nonexistent-dinit: no such file or directory");
     }
 }

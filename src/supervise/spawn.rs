@@ -106,10 +106,23 @@ pub fn spawn(spec: Spec<'_>) -> Result<Child, Errno> {
     for a in spec.args {
         argv.push(cstring(OsStr::new(a))?);
     }
-    let argv_ptrs: Vec<*const libc::c_char> =
-        argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-    let extra: Vec<CString> = spec.env.iter().filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()).collect();
-    let overridden = |e: &CString| spec.env.iter().any(|(k, _)| e.as_bytes().strip_prefix(k.as_bytes()).is_some_and(|r| r.first() == Some(&b'=')));
+    let argv_ptrs: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let extra: Vec<CString> = spec
+        .env
+        .iter()
+        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
+        .collect();
+    let overridden = |e: &CString| {
+        spec.env.iter().any(|(k, _)| {
+            e.as_bytes()
+                .strip_prefix(k.as_bytes())
+                .is_some_and(|r| r.first() == Some(&b'='))
+        })
+    };
     let envp: Vec<*const libc::c_char> = base_env()
         .iter()
         .filter(|e| !overridden(e))
@@ -120,7 +133,11 @@ pub fn spawn(spec: Spec<'_>) -> Result<Child, Errno> {
     let cwd = cstring(spec.cwd.as_os_str())?;
 
     let stdin = match spec.stdin {
-        Input::Null => nix::fcntl::open("/dev/null", OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?,
+        Input::Null => nix::fcntl::open(
+            "/dev/null",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?,
         Input::Fd(fd) => fd,
     };
     let (out_r, out_w) = match spec.stdout {
@@ -136,7 +153,11 @@ pub fn spawn(spec: Spec<'_>) -> Result<Child, Errno> {
     // No signal handler may run in the child before its dispositions are reset (it would write
     // into dinit's signal pipe): block everything around the fork.
     let mut saved = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut saved))?;
+    sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut saved),
+    )?;
     // SAFETY: dinit is single-threaded, so the child is a full copy with no lock held elsewhere;
     // the child branch below only makes async-signal-safe syscalls on memory prepared above.
     let forked = unsafe { fork() };
@@ -149,7 +170,12 @@ pub fn spawn(spec: Spec<'_>) -> Result<Child, Errno> {
         }
         Ok(ForkResult::Parent { child }) => {
             // Dropping stdin, out_w, err_w, status_w here closes dinit's copies of the child's ends.
-            Ok(Child { pid: child, stdout: out_r, stderr: err_r, exec_status: status_r })
+            Ok(Child {
+                pid: child,
+                stdout: out_r,
+                stderr: err_r,
+                exec_status: status_r,
+            })
         }
         Err(e) => Err(e),
     }
@@ -209,12 +235,23 @@ unsafe fn fail(status: RawFd) -> ! {
 pub fn cloexec_inherited_fds() {
     // close_range(3, ~0, CLOSE_RANGE_CLOEXEC) needs Linux 5.11; older kernels walk /proc.
     // SAFETY: a syscall with integer arguments.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if r == 0 {
         return;
     }
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
-    let fds: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
     for fd in fds.into_iter().filter(|fd| *fd > 2) {
         // SAFETY: fcntl on an fd number; one that was the read_dir's own and is closed now fails
         // harmlessly with EBADF.

@@ -53,10 +53,20 @@ pub enum Down {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
-    Down { why: Down, since: SystemTime },
-    Running { pid: Pid, since: SystemTime },
+    Down {
+        why: Down,
+        since: SystemTime,
+    },
+    Running {
+        pid: Pid,
+        since: SystemTime,
+    },
     /// `run` ended with `exit`; its `finish` script runs.
-    Finishing { pid: Pid, exit: Exit, since: SystemTime },
+    Finishing {
+        pid: Pid,
+        exit: Exit,
+        since: SystemTime,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +96,10 @@ impl Service {
         Service {
             label: def.display(),
             def,
-            run: RunState::Down { why: Down::Failed, since: SystemTime::now() },
+            run: RunState::Down {
+                why: Down::Failed,
+                since: SystemTime::now(),
+            },
             log: LogState::None,
             term: None,
             logger_input: None,
@@ -111,7 +124,9 @@ impl Service {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Running,
-    Stopping { since: Instant },
+    Stopping {
+        since: Instant,
+    },
     /// Nothing left to wait for: output is being written out, then dinit exits.
     Done,
 }
@@ -184,7 +199,11 @@ impl Supervisor {
         }
         if defs.iter().all(|d| d.down) && scan_error.is_none() {
             for d in &defs {
-                info!(self.out, "{}/run: not starting: down file present", d.display());
+                info!(
+                    self.out,
+                    "{}/run: not starting: down file present",
+                    d.display()
+                );
             }
             warn!(self.out, "no services found, exiting");
             self.begin_shutdown();
@@ -217,7 +236,10 @@ impl Supervisor {
         let s = &self.services[i];
         if s.def.down {
             info!(self.out, "{}/run: not starting: down file present", s.label);
-            self.services[i].run = RunState::Down { why: Down::DownFile, since: SystemTime::now() };
+            self.services[i].run = RunState::Down {
+                why: Down::DownFile,
+                since: SystemTime::now(),
+            };
             return;
         }
         info!(self.out, "{}/run: starting", s.label);
@@ -234,17 +256,30 @@ impl Supervisor {
             (StdoutTo::Pipe, None)
         };
         let (run_path, dir) = (s.def.run_path(), s.def.dir.clone());
-        let spec = Spec { program: &run_path, args: &[], cwd: &dir, stdin: Input::Null, stdout, env: &[] };
+        let spec = Spec {
+            program: &run_path,
+            args: &[],
+            cwd: &dir,
+            stdin: Input::Null,
+            stdout,
+            env: &[],
+        };
         let src = s.src_run.clone();
         match self.spawn_proc(Role::Run(i), spec, &src, &src, i) {
             Ok(pid) => {
-                self.services[i].run = RunState::Running { pid, since: SystemTime::now() };
+                self.services[i].run = RunState::Running {
+                    pid,
+                    since: SystemTime::now(),
+                };
                 // The logger starts once `run` is known to have started (`exec_started`).
                 self.services[i].logger_input = logger_input;
             }
             Err(e) => {
                 self.fatal(Error::path(None, &run_path, e).to_string());
-                self.services[i].run = RunState::Down { why: Down::Failed, since: SystemTime::now() };
+                self.services[i].run = RunState::Down {
+                    why: Down::Failed,
+                    since: SystemTime::now(),
+                };
             }
         }
     }
@@ -259,16 +294,31 @@ impl Supervisor {
             Ok(fd) => Input::Fd(fd),
             Err(e) => return self.logger_failed(i, Error::path(None, &log_run, &e)),
         };
-        let spec = Spec { program: &log_run, args: &[], cwd: &log_dir, stdin, stdout: StdoutTo::Pipe, env: &[] };
+        let spec = Spec {
+            program: &log_run,
+            args: &[],
+            cwd: &log_dir,
+            stdin,
+            stdout: StdoutTo::Pipe,
+            env: &[],
+        };
         let (out_src, err_src) = (s.src_run.clone(), Rc::new(Source::new(&s.def.name, "log")));
         match self.spawn_proc(Role::Log(i), spec, &out_src, &err_src, i) {
-            Ok(pid) => self.services[i].log = LogState::Running { pid, since: SystemTime::now() },
+            Ok(pid) => {
+                self.services[i].log = LogState::Running {
+                    pid,
+                    since: SystemTime::now(),
+                }
+            }
             Err(e) => self.logger_failed(i, Error::path(None, &log_run, e)),
         }
     }
 
     fn logger_failed(&mut self, i: usize, e: Error) {
-        error!(self.out, "{}/log: error running: {e}", self.services[i].label);
+        error!(
+            self.out,
+            "{}/log: error running: {e}", self.services[i].label
+        );
         self.services[i].logger_input = None;
         self.fatal(e.to_string());
         self.begin_shutdown();
@@ -288,7 +338,10 @@ impl Supervisor {
         let tokens = self.watch(child.stdout, child.stderr, out_src, err_src, svc);
         let token = crate::event_loop::new_token();
         let fd = child.exec_status;
-        let watched = self.registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE).is_ok();
+        let watched = self
+            .registry
+            .register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)
+            .is_ok();
         if watched {
             self.exec_tokens.insert(token, pid);
         }
@@ -310,8 +363,12 @@ impl Supervisor {
     /// Reads `pid`'s exec status if it is known (`wait`: it must be, the child is gone or must
     /// be waited for) and acts on it.
     fn settle_exec(&mut self, pid: Pid, wait: bool) {
-        let Some(proc) = self.procs.get_mut(pid) else { return };
-        let Some((token, fd)) = &proc.exec else { return };
+        let Some(proc) = self.procs.get_mut(pid) else {
+            return;
+        };
+        let Some((token, fd)) = &proc.exec else {
+            return;
+        };
         let status = if wait {
             let _ = crate::output::pipes::set_blocking(fd);
             spawn::read_exec_status(fd)
@@ -334,7 +391,9 @@ impl Supervisor {
     }
 
     fn exec_started(&mut self, pid: Pid) {
-        let Some(role) = self.procs.get(pid).map(|p| p.role.clone()) else { return };
+        let Some(role) = self.procs.get(pid).map(|p| p.role.clone()) else {
+            return;
+        };
         let (i, stage) = match role {
             Role::Run(i) => (i, "run"),
             Role::Log(i) => (i, "log"),
@@ -342,19 +401,27 @@ impl Supervisor {
             Role::Finish(i) => (i, "finish"),
             _ => return,
         };
-        info!(self.out, "{}/{stage}: running with PID {pid}", self.services[i].label);
+        info!(
+            self.out,
+            "{}/{stage}: running with PID {pid}", self.services[i].label
+        );
         if role == Role::Run(i) {
             self.start_logger(i);
         }
     }
 
     fn exec_failed(&mut self, pid: Pid, e: Errno) {
-        let Some(proc) = self.procs.get_mut(pid) else { return };
+        let Some(proc) = self.procs.get_mut(pid) else {
+            return;
+        };
         let role = std::mem::replace(&mut proc.role, Role::Stillborn);
         match role {
             Role::Run(i) => {
                 let s = &mut self.services[i];
-                s.run = RunState::Down { why: Down::Failed, since: SystemTime::now() };
+                s.run = RunState::Down {
+                    why: Down::Failed,
+                    since: SystemTime::now(),
+                };
                 s.logger_input = None;
                 let msg = Error::path(None, s.def.run_path(), e).to_string();
                 self.fatal(msg);
@@ -372,7 +439,12 @@ impl Supervisor {
             }
             Role::Finish(i) => {
                 let path = self.services[i].def.finish_path();
-                warn!(self.out, "{}/finish: error running: {}", self.services[i].label, Error::path(None, path, e));
+                warn!(
+                    self.out,
+                    "{}/finish: error running: {}",
+                    self.services[i].label,
+                    Error::path(None, path, e)
+                );
                 if let RunState::Finishing { exit, .. } = self.services[i].run {
                     self.finished(i, exit);
                 }
@@ -396,11 +468,23 @@ impl Supervisor {
     ) -> Vec<Token> {
         let counts = self.services.get(svc).map(|s| s.counts.clone());
         let mut tokens = Vec::with_capacity(2);
-        let streams = [(stdout, Stream::Stdout, out_src), (Some(stderr), Stream::Stderr, err_src)];
+        let streams = [
+            (stdout, Stream::Stdout, out_src),
+            (Some(stderr), Stream::Stderr, err_src),
+        ];
         for (n, (fd, stream, src)) in streams.into_iter().enumerate() {
             let Some(fd) = fd else { continue };
-            let c = counts.as_ref().map_or_else(Default::default, |c| c[n].clone());
-            match self.pipes.add(&self.registry, crate::event_loop::new_token(), fd, stream, src.clone(), c) {
+            let c = counts
+                .as_ref()
+                .map_or_else(Default::default, |c| c[n].clone());
+            match self.pipes.add(
+                &self.registry,
+                crate::event_loop::new_token(),
+                fd,
+                stream,
+                src.clone(),
+                c,
+            ) {
                 Ok(t) => tokens.push(t),
                 Err(e) => error!(
                     self.out,
@@ -429,7 +513,9 @@ impl Supervisor {
             }
             Some(Meaning::Forward) => {
                 info!(self.out, "got signal {sig}, forwarding to services");
-                let Ok(signal) = Signal::try_from(sig) else { return };
+                let Ok(signal) = Signal::try_from(sig) else {
+                    return;
+                };
                 let targets: Vec<Pid> = self
                     .procs
                     .iter()
@@ -466,8 +552,17 @@ impl Supervisor {
         let Some(proc) = self.procs.remove(r.pid) else {
             // A reparented process that ended before dinit saw it alive.
             let name = r.name.unwrap_or_else(|| "unknown".to_owned());
-            warn!(self.out, "{name}/{pid}: reaping process with PID {pid}", pid = r.pid);
-            info!(self.out, "{name}/{pid}: PID {pid} finished {}", r.exit, pid = r.pid);
+            warn!(
+                self.out,
+                "{name}/{pid}: reaping process with PID {pid}",
+                pid = r.pid
+            );
+            info!(
+                self.out,
+                "{name}/{pid}: PID {pid} finished {}",
+                r.exit,
+                pid = r.pid
+            );
             return;
         };
         // Its last lines first, then what its end means.
@@ -478,12 +573,18 @@ impl Supervisor {
         let stopping = self.stopping();
         match proc.role {
             Role::Run(i) => {
-                info!(self.out, "{}/run: PID {pid} finished {exit}", self.services[i].label);
+                info!(
+                    self.out,
+                    "{}/run: PID {pid} finished {exit}", self.services[i].label
+                );
                 self.record(Kind::Program, exit, stopping);
                 self.after_run(i, exit);
             }
             Role::Finish(i) => {
-                info!(self.out, "{}/finish: PID {pid} finished {exit}", self.services[i].label);
+                info!(
+                    self.out,
+                    "{}/finish: PID {pid} finished {exit}", self.services[i].label
+                );
                 if let RunState::Finishing { exit: run_exit, .. } = self.services[i].run {
                     self.finished(i, run_exit);
                 }
@@ -491,16 +592,23 @@ impl Supervisor {
             Role::Log(i) => {
                 let s = &mut self.services[i];
                 info!(self.out, "{}/log: PID {pid} finished {exit}", s.label);
-                s.log = LogState::Exited { exit, since: SystemTime::now() };
+                s.log = LogState::Exited {
+                    exit,
+                    since: SystemTime::now(),
+                };
                 if matches!(s.run, RunState::Down { .. }) {
                     s.logger_input = None;
                 } else if !stopping {
-                    self.timers.arm(Instant::now() + LOGGER_GRACE, Timer::LoggerGrace(i));
+                    self.timers
+                        .arm(Instant::now() + LOGGER_GRACE, Timer::LoggerGrace(i));
                 }
                 self.record(Kind::Program, exit, stopping);
             }
             Role::Term(i) => {
-                info!(self.out, "{}/term: PID {pid} finished {exit}", self.services[i].label);
+                info!(
+                    self.out,
+                    "{}/term: PID {pid} finished {exit}", self.services[i].label
+                );
                 self.services[i].term = None;
                 self.record(Kind::Terminate, exit, stopping);
             }
@@ -530,15 +638,34 @@ impl Supervisor {
             return self.finished(i, exit);
         }
         let (args, dir) = (exit.finish_args(), s.def.dir.clone());
-        let spec = Spec { program: &finish, args: &args, cwd: &dir, stdin: Input::Null, stdout: StdoutTo::Pipe, env: &[] };
+        let spec = Spec {
+            program: &finish,
+            args: &args,
+            cwd: &dir,
+            stdin: Input::Null,
+            stdout: StdoutTo::Pipe,
+            env: &[],
+        };
         let src = Rc::new(Source::new(&s.def.name, "finish"));
         match self.spawn_proc(Role::Finish(i), spec, &src, &src, i) {
             Ok(pid) => {
-                self.services[i].run = RunState::Finishing { pid, exit, since: SystemTime::now() };
-                self.timers.arm(Instant::now() + self.cfg.kill_timeout, Timer::FinishKill(i, pid));
+                self.services[i].run = RunState::Finishing {
+                    pid,
+                    exit,
+                    since: SystemTime::now(),
+                };
+                self.timers.arm(
+                    Instant::now() + self.cfg.kill_timeout,
+                    Timer::FinishKill(i, pid),
+                );
             }
             Err(e) => {
-                warn!(self.out, "{}/finish: error running: {}", self.services[i].label, Error::path(None, &finish, e));
+                warn!(
+                    self.out,
+                    "{}/finish: error running: {}",
+                    self.services[i].label,
+                    Error::path(None, &finish, e)
+                );
                 self.finished(i, exit);
             }
         }
@@ -547,7 +674,10 @@ impl Supervisor {
     /// `run` (and its `finish`) are over.
     fn finished(&mut self, i: usize, exit: Exit) {
         let s = &mut self.services[i];
-        s.run = RunState::Down { why: Down::Exited(exit), since: SystemTime::now() };
+        s.run = RunState::Down {
+            why: Down::Exited(exit),
+            since: SystemTime::now(),
+        };
         if !matches!(s.log, LogState::Running { .. }) {
             s.logger_input = None;
         }
@@ -565,8 +695,12 @@ impl Supervisor {
                     }
                 }
                 Timer::FinishKill(i, pid) => {
-                    if matches!(self.services[i].run, RunState::Finishing { pid: p, .. } if p == pid) {
-                        info!(self.out, "{}/finish: sending SIGKILL to PID {pid}", self.services[i].label);
+                    if matches!(self.services[i].run, RunState::Finishing { pid: p, .. } if p == pid)
+                    {
+                        info!(
+                            self.out,
+                            "{}/finish: sending SIGKILL to PID {pid}", self.services[i].label
+                        );
                         let _ = kill(pid, Signal::SIGKILL);
                     }
                 }
@@ -578,7 +712,11 @@ impl Supervisor {
                 }
                 Timer::OrphanScan => {
                     self.scan_due = true;
-                    let period = if self.stopping() { SCAN_PERIOD_STOPPING } else { SCAN_PERIOD };
+                    let period = if self.stopping() {
+                        SCAN_PERIOD_STOPPING
+                    } else {
+                        SCAN_PERIOD
+                    };
                     if self.phase != Phase::Done {
                         self.timers.arm(now + period, Timer::OrphanScan);
                     }
@@ -590,10 +728,17 @@ impl Supervisor {
 
     /// `DINIT_STOP_TIMEOUT` passed: everything still alive gets SIGKILL, one warning each.
     fn stop_timeout(&mut self) {
-        let mut victims: Vec<(Pid, String)> = self.procs.iter().map(|(pid, p)| (pid, self.label_of(pid, &p.role))).collect();
+        let mut victims: Vec<(Pid, String)> = self
+            .procs
+            .iter()
+            .map(|(pid, p)| (pid, self.label_of(pid, &p.role)))
+            .collect();
         victims.sort_by_key(|v| v.0);
         for (pid, label) in victims {
-            warn!(self.out, "{label}: stop timeout expired, sending SIGKILL to PID {pid}");
+            warn!(
+                self.out,
+                "{label}: stop timeout expired, sending SIGKILL to PID {pid}"
+            );
             let _ = kill(pid, Signal::SIGKILL);
         }
     }
@@ -638,7 +783,8 @@ impl Supervisor {
         }
         // Orphans are looked for at once, then every 100 ms, under every policy.
         self.scan_due = true;
-        self.timers.arm(now + SCAN_PERIOD_STOPPING, Timer::OrphanScan);
+        self.timers
+            .arm(now + SCAN_PERIOD_STOPPING, Timer::OrphanScan);
     }
 
     /// Stops service `i`'s `run` if it is alive: its `terminate` script, else SIGTERM.
@@ -651,7 +797,14 @@ impl Supervisor {
             return self.send_term(i, pid);
         }
         let (env, dir) = ([("DINIT_PID", pid.to_string())], s.def.dir.clone());
-        let spec = Spec { program: &term, args: &[], cwd: &dir, stdin: Input::Null, stdout: StdoutTo::Pipe, env: &env };
+        let spec = Spec {
+            program: &term,
+            args: &[],
+            cwd: &dir,
+            stdin: Input::Null,
+            stdout: StdoutTo::Pipe,
+            env: &env,
+        };
         let src = Rc::new(Source::new(&s.def.name, "term"));
         match self.spawn_proc(Role::Term(i), spec, &src, &src, i) {
             Ok(tpid) => self.services[i].term = Some(tpid),
@@ -662,7 +815,10 @@ impl Supervisor {
     /// A `terminate` that exists but cannot run: say so, count it, and fall back to SIGTERM
     /// rather than wait for a service nobody asked to stop (tozd/dinit hangs there).
     fn terminate_failed(&mut self, i: usize, e: Error) {
-        error!(self.out, "{}/term: error running: {e}", self.services[i].label);
+        error!(
+            self.out,
+            "{}/term: error running: {e}", self.services[i].label
+        );
         self.exit.record(exit::DINIT_FAILED);
         if let Some(pid) = self.services[i].run_pid() {
             self.send_term(i, pid);
@@ -674,7 +830,11 @@ impl Supervisor {
         info!(self.out, "{label}/run: sending SIGTERM to PID {pid}");
         if let Err(e) = kill(pid, Signal::SIGTERM) {
             if e != Errno::ESRCH {
-                warn!(self.out, "{label}/run: cannot send SIGTERM to PID {pid}: {}", errno_text(e));
+                warn!(
+                    self.out,
+                    "{label}/run: cannot send SIGTERM to PID {pid}: {}",
+                    errno_text(e)
+                );
             }
         }
     }
@@ -687,14 +847,24 @@ impl Supervisor {
             return;
         }
         let me = std::process::id();
-        let Ok(list) = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")) else { return };
+        let Ok(list) = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")) else {
+            return;
+        };
         let mut immature = false;
-        for pid in list.split_ascii_whitespace().filter_map(|p| p.parse::<i32>().ok()).map(Pid::from_raw) {
+        for pid in list
+            .split_ascii_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .map(Pid::from_raw)
+        {
             if self.procs.contains(pid) {
                 continue;
             }
-            let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else { continue };
-            let Some(info) = ProcStat::parse(&stat) else { continue };
+            let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(info) = ProcStat::parse(&stat) else {
+                continue;
+            };
             if info.state == b'Z' {
                 continue; // the reaper takes it
             }
@@ -710,14 +880,22 @@ impl Supervisor {
             let name = orphans::name_from(&cmdline, &stat);
             let text = orphans::cmdline_text(&cmdline);
             let sep = if text.is_empty() { "" } else { ": " };
-            warn!(self.out, "{name}/{pid}: terminating reparented child process with PID {pid}{sep}{text}");
+            warn!(
+                self.out,
+                "{name}/{pid}: terminating reparented child process with PID {pid}{sep}{text}"
+            );
             info!(self.out, "{name}/{pid}: sending SIGTERM to PID {pid}");
             let _ = kill(pid, Signal::SIGTERM);
-            self.procs.insert(pid, Role::Orphan { name }, Vec::new(), None);
-            self.timers.arm(Instant::now() + self.cfg.kill_timeout, Timer::OrphanKill(pid));
+            self.procs
+                .insert(pid, Role::Orphan { name }, Vec::new(), None);
+            self.timers.arm(
+                Instant::now() + self.cfg.kill_timeout,
+                Timer::OrphanKill(pid),
+            );
         }
         if immature {
-            self.timers.arm(Instant::now() + ORPHAN_MATURITY, Timer::OrphanScan);
+            self.timers
+                .arm(Instant::now() + ORPHAN_MATURITY, Timer::OrphanScan);
         }
     }
 
@@ -726,7 +904,10 @@ impl Supervisor {
     /// Moves the phases forward once per turn of the loop. Returns the exit code once everything
     /// is over and written.
     pub fn progress(&mut self) -> Option<u8> {
-        if self.phase == Phase::Running && !self.services.iter().any(Service::active) && !self.procs.any(|r| matches!(r, Role::Adopted { .. })) {
+        if self.phase == Phase::Running
+            && !self.services.iter().any(Service::active)
+            && !self.procs.any(|r| matches!(r, Role::Adopted { .. }))
+        {
             info!(self.out, "all services finished, exiting");
             self.begin_shutdown();
         }
@@ -751,7 +932,9 @@ impl Supervisor {
         }
         let t = self.timers.timeout(now);
         if self.out.wants_retry() {
-            return Some(t.map_or(Duration::from_millis(10), |t| t.min(Duration::from_millis(10))));
+            return Some(t.map_or(Duration::from_millis(10), |t| {
+                t.min(Duration::from_millis(10))
+            }));
         }
         t
     }
@@ -770,7 +953,10 @@ impl ProcStat {
         let rest = std::str::from_utf8(stat.get(close + 2..)?).ok()?;
         let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
         // rest starts at field 3 (state); field 22 is at index 19.
-        Some(ProcStat { state: *fields.first()?.as_bytes().first()?, start_ticks: fields.get(19)?.parse().ok()? })
+        Some(ProcStat {
+            state: *fields.first()?.as_bytes().first()?,
+            start_ticks: fields.get(19)?.parse().ok()?,
+        })
     }
 
     /// How long ago the process started (`None` when /proc/uptime cannot be read).
@@ -779,6 +965,8 @@ impl ProcStat {
         let up: f64 = uptime.split_ascii_whitespace().next()?.parse().ok()?;
         // SAFETY: sysconf with a constant name.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        Some(Duration::from_secs_f64((up - self.start_ticks as f64 / ticks).max(0.0)))
+        Some(Duration::from_secs_f64(
+            (up - self.start_ticks as f64 / ticks).max(0.0),
+        ))
     }
 }
