@@ -1,5 +1,6 @@
 //! Supervision: scan -> spawn -> reap -> state -> shutdown.
 
+pub mod adopt;
 pub mod exit;
 pub mod orphans;
 pub mod proctab;

@@ -23,6 +23,7 @@ use crate::output::pipes::{Counts, Pipes};
 use crate::output::record::Source;
 use crate::output::{Output, Stream};
 use crate::signals::{self, Meaning};
+use crate::supervise::adopt::{self, AdoptError};
 use crate::supervise::exit::{self, DISABLED, Exit, ExitCode, Kind};
 use crate::supervise::orphans;
 use crate::supervise::proctab::{ProcTab, Role};
@@ -872,14 +873,26 @@ impl Supervisor {
                 immature = true;
                 continue;
             }
-            let terminate = self.cfg.policy == Policy::Terminate || self.stopping();
-            if !terminate {
-                continue; // adopt: a later issue; ignore: left alone
+            let policy = if self.stopping() {
+                Policy::Terminate
+            } else {
+                self.cfg.policy
+            };
+            if policy == Policy::Ignore {
+                continue;
             }
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let name = orphans::name_from(&cmdline, &stat);
             let text = orphans::cmdline_text(&cmdline);
             let sep = if text.is_empty() { "" } else { ": " };
+            if policy == Policy::Adopt {
+                warn!(
+                    self.out,
+                    "{name}/{pid}: adopting reparented child process with PID {pid}{sep}{text}"
+                );
+                self.adopt(pid, name);
+                continue;
+            }
             warn!(
                 self.out,
                 "{name}/{pid}: terminating reparented child process with PID {pid}{sep}{text}"
@@ -897,6 +910,51 @@ impl Supervisor {
             self.timers
                 .arm(Instant::now() + ORPHAN_MATURITY, Timer::OrphanScan);
         }
+    }
+
+    /// Tracks `pid` like a service, its output captured as `<name>/<pid>` when ptrace allows.
+    fn adopt(&mut self, pid: Pid, name: String) {
+        let src = Rc::new(Source::new(name.as_bytes(), &pid.to_string()));
+        let mut tokens = Vec::new();
+        let redirected = match (spawn::pipe(), spawn::pipe()) {
+            (Ok((out_r, out_w)), Ok((err_r, err_w))) => {
+                match adopt::redirect(pid, &out_w, &err_w) {
+                    Ok(()) => {
+                        tokens = self.watch(Some(out_r), err_r, &src, &src, usize::MAX);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => Err(AdoptError::Step {
+                step: "pipe",
+                errno: e,
+            }),
+        };
+        match redirected {
+            Ok(()) => {}
+            Err(AdoptError::Gone(ws)) => {
+                info!(
+                    self.out,
+                    "{name}/{pid}: PID {pid} finished before adopting complete"
+                );
+                self.procs
+                    .insert(pid, Role::Adopted { name }, Vec::new(), None);
+                if let Some(exit) = Exit::from_wait(ws) {
+                    self.on_exit(Reaped {
+                        pid,
+                        exit,
+                        name: None,
+                    });
+                }
+                return;
+            }
+            Err(e) => warn!(
+                self.out,
+                "{name}/{pid}: error redirecting stdout and stderr: {e}"
+            ),
+        }
+        self.procs.insert(pid, Role::Adopted { name }, tokens, None);
     }
 
     // ---- the end --------------------------------------------------------------------------
