@@ -67,6 +67,7 @@ pub fn run(poll: &mut Poll, signals: &mut Signals, sup: &mut Supervisor) -> io::
                 }
                 STDOUT => sup.out.sink_mut(Stream::Stdout).set_writable(),
                 STDERR => sup.out.sink_mut(Stream::Stderr).set_writable(),
+                CONTROL => sup.on_control_listener(),
                 token => {
                     if !sup.pipes.mark_ready(token) {
                         sup.on_token(token);

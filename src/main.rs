@@ -12,7 +12,9 @@
 //! `main -> run -> exit code`. Before the loop the first failure prints one line and exits with
 //! the contract's code; once services run, PID 1 must not die: handlers log and carry on.
 
+mod cli;
 mod config;
+mod control;
 mod error;
 mod event_loop;
 mod log;
@@ -66,7 +68,12 @@ fn main() -> ExitCode {
         log::early(Level::Error, format_args!("internal error: {what}{at}"));
         std::process::exit(supervise::exit::INTERNAL as i32);
     }));
-    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_default();
+    let args: Vec<std::ffi::OsString> = argv.collect();
+    if let Some(code) = cli::main(&argv0, &args) {
+        return ExitCode::from(code);
+    }
     if args.len() == 1 {
         match args[0].to_str() {
             Some("--version") => {
@@ -148,8 +155,14 @@ fn run() -> u8 {
         Ok(r) => r,
         Err(e) => return early_fail(format_args!("exiting: epoll: {e}")),
     };
+    // The control socket is there before any service starts (a health check may come early).
+    let (control, warning) =
+        control::server::Control::setup(&cfg.control_socket, &registry, event_loop::CONTROL);
+    if let Some(w) = warning {
+        warn!(out, "{w}");
+    }
     let dir = cfg.dir.clone();
-    let mut sup = Supervisor::new(cfg, out, Pipes::new(), registry);
+    let mut sup = Supervisor::new(cfg, control, out, Pipes::new(), registry);
     match supervise::scan::scan(&dir) {
         Ok(scan) => sup.start(scan.services, scan.error),
         Err(e) => sup.start(Vec::new(), Some(e)),

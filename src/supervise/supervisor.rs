@@ -18,6 +18,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::config::{Config, Policy};
+use crate::control::protocol::{self, Request};
+use crate::control::server::{Control, Incoming};
 use crate::error::{Error, errno_text};
 use crate::output::pipes::{Counts, Pipes};
 use crate::output::record::Source;
@@ -50,6 +52,27 @@ pub enum Down {
     Failed,
     /// Ended; `Code(115)` means it disabled itself.
     Exited(Exit),
+    /// Stopped on request (`dinit down`): its end did not stop the container.
+    Requested(Exit),
+}
+
+/// A change an operator asked for that waits for `run` (and `finish`) to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    None,
+    /// Stay down once ended.
+    Down,
+    /// Start again once ended.
+    Restart,
+}
+
+/// The pipe from `run`'s stdout to the logger. dinit keeps both ends while the service may
+/// still run: the write end so that the logger outlives a `dinit down`/`restart` of its
+/// service, the read end so that a logger that dies cannot kill its service with SIGPIPE (the
+/// shutdown that follows stops it cleanly).
+struct LoggerPipe {
+    read: OwnedFd,
+    write: Option<OwnedFd>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,9 +107,10 @@ pub struct Service {
     pub log: LogState,
     /// The `terminate` script, while it runs.
     pub term: Option<Pid>,
-    /// dinit's copy of the read end of `run`'s stdout pipe to the logger: a logger that dies
-    /// must not kill its service with SIGPIPE (the shutdown that follows stops it cleanly).
-    logger_input: Option<OwnedFd>,
+    pub pending: Pending,
+    /// How `run` ended last time.
+    pub last_exit: Option<Exit>,
+    logger_pipe: Option<LoggerPipe>,
     src_run: Rc<Source>,
     pub counts: [Rc<Cell<Counts>>; 2],
 }
@@ -103,7 +127,9 @@ impl Service {
             },
             log: LogState::None,
             term: None,
-            logger_input: None,
+            pending: Pending::None,
+            last_exit: None,
+            logger_pipe: None,
             src_run,
             counts: Default::default(),
         }
@@ -116,9 +142,23 @@ impl Service {
         }
     }
 
-    /// Keeps dinit running: `run` or `finish` alive, or a logger still running.
+    /// Keeps dinit running: `run` or `finish` alive, a logger still running, or stopped on
+    /// request (an operator may start it again).
     fn active(&self) -> bool {
-        !matches!(self.run, RunState::Down { .. }) || matches!(self.log, LogState::Running { .. })
+        !matches!(
+            self.run,
+            RunState::Down {
+                why: Down::Exited(_) | Down::Failed | Down::DownFile,
+                ..
+            }
+        ) || matches!(self.log, LogState::Running { .. })
+    }
+
+    /// Lets the logger see EOF once `run` and its descendants are gone.
+    fn release_logger_input(&mut self) {
+        if let Some(p) = &mut self.logger_pipe {
+            p.write = None;
+        }
     }
 }
 
@@ -143,6 +183,7 @@ enum Timer {
 
 pub struct Supervisor {
     cfg: Config,
+    pub control: Control,
     pub out: Output,
     pub pipes: Pipes,
     registry: Registry,
@@ -163,9 +204,16 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(cfg: Config, out: Output, pipes: Pipes, registry: Registry) -> Supervisor {
+    pub fn new(
+        cfg: Config,
+        control: Control,
+        out: Output,
+        pipes: Pipes,
+        registry: Registry,
+    ) -> Supervisor {
         Supervisor {
             cfg,
+            control,
             out,
             pipes,
             registry,
@@ -212,7 +260,7 @@ impl Supervisor {
         }
         self.services = defs.into_iter().map(Service::new).collect();
         for i in 0..self.services.len() {
-            self.start_service(i);
+            self.start_service(i, false);
         }
         if let Some(e) = scan_error {
             self.fatal(e.to_string());
@@ -233,28 +281,45 @@ impl Supervisor {
         }
     }
 
-    fn start_service(&mut self, i: usize) {
-        let s = &self.services[i];
-        if s.def.down {
+    /// Starts service `i`'s `run`; `forced`: on request, whatever its `down` file says.
+    fn start_service(&mut self, i: usize, forced: bool) {
+        let s = &mut self.services[i];
+        if s.def.down && !forced {
             info!(self.out, "{}/run: not starting: down file present", s.label);
-            self.services[i].run = RunState::Down {
+            s.run = RunState::Down {
                 why: Down::DownFile,
                 since: SystemTime::now(),
             };
             return;
         }
         info!(self.out, "{}/run: starting", s.label);
-        let (stdout, logger_input) = if s.def.has_logger {
-            match spawn::pipe() {
-                Ok((r, w)) => (StdoutTo::Fd(w), Some(r)),
-                Err(e) => {
-                    let msg = format!("{}/log: pipe: {}", s.label, errno_text(e));
-                    self.fatal(msg);
-                    return;
+        let stdout = if s.def.has_logger {
+            if s.logger_pipe.as_ref().is_none_or(|p| p.write.is_none()) {
+                match spawn::pipe() {
+                    Ok((read, write)) => {
+                        s.logger_pipe = Some(LoggerPipe {
+                            read,
+                            write: Some(write),
+                        })
+                    }
+                    Err(e) => {
+                        let msg = format!("{}/log: pipe: {}", s.label, errno_text(e));
+                        self.fatal(msg);
+                        return;
+                    }
                 }
             }
+            match s
+                .logger_pipe
+                .as_ref()
+                .and_then(|p| p.write.as_ref())
+                .map(|w| w.try_clone())
+            {
+                Some(Ok(w)) => StdoutTo::Fd(w),
+                _ => StdoutTo::Pipe,
+            }
         } else {
-            (StdoutTo::Pipe, None)
+            StdoutTo::Pipe
         };
         let (run_path, dir) = (s.def.run_path(), s.def.dir.clone());
         let spec = Spec {
@@ -267,13 +332,12 @@ impl Supervisor {
         };
         let src = s.src_run.clone();
         match self.spawn_proc(Role::Run(i), spec, &src, &src, i) {
+            // The logger starts once `run` is known to have started (`exec_started`).
             Ok(pid) => {
                 self.services[i].run = RunState::Running {
                     pid,
                     since: SystemTime::now(),
-                };
-                // The logger starts once `run` is known to have started (`exec_started`).
-                self.services[i].logger_input = logger_input;
+                }
             }
             Err(e) => {
                 self.fatal(Error::path(None, &run_path, e).to_string());
@@ -288,10 +352,13 @@ impl Supervisor {
     /// Starts service `i`'s logger on the read end of its `run`'s stdout pipe.
     fn start_logger(&mut self, i: usize) {
         let s = &self.services[i];
-        let Some(input) = &s.logger_input else { return };
+        if matches!(s.log, LogState::Running { .. }) {
+            return; // still there from before a restart
+        }
+        let Some(pipe) = &s.logger_pipe else { return };
         info!(self.out, "{}/log: starting", s.label);
         let (log_run, log_dir) = (s.def.log_run_path(), s.def.log_dir());
-        let stdin = match input.try_clone() {
+        let stdin = match pipe.read.try_clone() {
             Ok(fd) => Input::Fd(fd),
             Err(e) => return self.logger_failed(i, Error::path(None, &log_run, &e)),
         };
@@ -320,7 +387,7 @@ impl Supervisor {
             self.out,
             "{}/log: error running: {e}", self.services[i].label
         );
-        self.services[i].logger_input = None;
+        self.services[i].logger_pipe = None;
         self.fatal(e.to_string());
         self.begin_shutdown();
     }
@@ -354,11 +421,31 @@ impl Supervisor {
         Ok(pid)
     }
 
-    /// A readiness event for a token the pipes do not know: an exec-status pipe, maybe.
+    /// A readiness event for a token the pipes do not know: an exec-status pipe or a control
+    /// connection (unknown tokens are ignored: spurious events happen).
     pub fn on_token(&mut self, token: Token) {
         if let Some(pid) = self.exec_tokens.get(&token).copied() {
             self.settle_exec(pid, false);
+        } else if self.control.owns(token) {
+            let mut requests = Vec::new();
+            self.control.on_ready(token, &self.registry, &mut requests);
+            for Incoming {
+                token,
+                uid,
+                request,
+            } in requests
+            {
+                let response = match request {
+                    Ok(r) => self.request(r, uid),
+                    Err(e) => protocol::error(&e),
+                };
+                self.control.respond(token, &response, &self.registry);
+            }
         }
+    }
+
+    pub fn on_control_listener(&mut self) {
+        self.control.accept(&self.registry);
     }
 
     /// Reads `pid`'s exec status if it is known (`wait`: it must be, the child is gone or must
@@ -423,7 +510,7 @@ impl Supervisor {
                     why: Down::Failed,
                     since: SystemTime::now(),
                 };
-                s.logger_input = None;
+                s.logger_pipe = None;
                 let msg = Error::path(None, s.def.run_path(), e).to_string();
                 self.fatal(msg);
                 self.begin_shutdown();
@@ -598,7 +685,7 @@ impl Supervisor {
                     since: SystemTime::now(),
                 };
                 if matches!(s.run, RunState::Down { .. }) {
-                    s.logger_input = None;
+                    s.logger_pipe = None;
                 } else if !stopping {
                     self.timers
                         .arm(Instant::now() + LOGGER_GRACE, Timer::LoggerGrace(i));
@@ -633,6 +720,7 @@ impl Supervisor {
 
     /// `run` ended: its `finish` runs first (when there is one), then what the end means.
     fn after_run(&mut self, i: usize, exit: Exit) {
+        self.services[i].last_exit = Some(exit);
         let s = &self.services[i];
         let finish = s.def.finish_path();
         if !spawn::exists(&finish) {
@@ -675,19 +763,41 @@ impl Supervisor {
     /// `run` (and its `finish`) are over.
     fn finished(&mut self, i: usize, exit: Exit) {
         let s = &mut self.services[i];
-        s.run = RunState::Down {
-            why: Down::Exited(exit),
-            since: SystemTime::now(),
-        };
-        if !matches!(s.log, LogState::Running { .. }) {
-            s.logger_input = None;
-        }
-        if exit != Exit::Code(DISABLED) {
-            self.begin_shutdown();
+        let since = SystemTime::now();
+        match std::mem::replace(&mut s.pending, Pending::None) {
+            Pending::Down => {
+                s.run = RunState::Down {
+                    why: Down::Requested(exit),
+                    since,
+                }
+            }
+            Pending::Restart => {
+                s.run = RunState::Down {
+                    why: Down::Requested(exit),
+                    since,
+                };
+                if !self.stopping() {
+                    self.start_service(i, true);
+                }
+            }
+            Pending::None => {
+                s.run = RunState::Down {
+                    why: Down::Exited(exit),
+                    since,
+                };
+                s.release_logger_input();
+                if !matches!(s.log, LogState::Running { .. }) {
+                    s.logger_pipe = None;
+                }
+                if exit != Exit::Code(DISABLED) {
+                    self.begin_shutdown();
+                }
+            }
         }
     }
 
     pub fn on_timers(&mut self, now: Instant) {
+        self.control.expire(now, &self.registry);
         while let Some(t) = self.timers.pop_expired(now) {
             match t {
                 Timer::LoggerGrace(i) => {
@@ -764,6 +874,7 @@ impl Supervisor {
         let now = Instant::now();
         self.phase = Phase::Stopping { since: now };
         for i in 0..self.services.len() {
+            self.services[i].release_logger_input();
             self.stop_service(i);
         }
         let adopted: Vec<(Pid, String)> = self
@@ -978,6 +1089,7 @@ impl Supervisor {
             if let Some(e) = self.first_error.take() {
                 error!(self.out, "exiting: {e}");
             }
+            self.control.remove();
             info!(self.out, "dinit exiting with status {}", self.exit.get());
         }
         (self.phase == Phase::Done && self.out.is_drained()).then(|| self.exit.get())
@@ -988,13 +1100,217 @@ impl Supervisor {
         if self.scan_due {
             return Some(Duration::ZERO);
         }
-        let t = self.timers.timeout(now);
+        let control = self
+            .control
+            .next_deadline()
+            .map(|d| d.saturating_duration_since(now));
+        let t = match (self.timers.timeout(now), control) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if self.out.wants_retry() {
             return Some(t.map_or(Duration::from_millis(10), |t| {
                 t.min(Duration::from_millis(10))
             }));
         }
         t
+    }
+}
+
+// ---- control requests ---------------------------------------------------------------------
+
+impl Supervisor {
+    /// Carries out one control request; returns the response line.
+    fn request(&mut self, req: Request, uid: u32) -> String {
+        let result = match req {
+            Request::Status { services } | Request::Check { services } => self.status(&services),
+            _ if uid != 0 && uid != nix::unistd::getuid().as_raw() => {
+                Err("permission denied".to_owned())
+            }
+            _ if self.stopping() => Err("dinit is stopping".to_owned()),
+            Request::Shutdown => {
+                info!(self.out, "shutdown requested by uid {uid}");
+                self.exit.record(exit::OK);
+                self.begin_shutdown();
+                Ok(serde_json::Map::new())
+            }
+            Request::Up { ref services }
+            | Request::Down { ref services }
+            | Request::Restart { ref services }
+            | Request::Signal { ref services, .. } => self.change(&req, services, uid),
+        };
+        match result {
+            Ok(m) => protocol::ok(m),
+            Err(e) => protocol::error(&e),
+        }
+    }
+
+    /// Service indices for names (all of them for none); an unknown name fails the request.
+    fn resolve(&self, names: &[String]) -> Result<Vec<usize>, String> {
+        if names.is_empty() {
+            return Ok((0..self.services.len()).collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.services
+                    .iter()
+                    .position(|s| s.def.name == n.as_bytes())
+                    .ok_or_else(|| format!("unknown service: {n}"))
+            })
+            .collect()
+    }
+
+    fn change(
+        &mut self,
+        req: &Request,
+        names: &[String],
+        uid: u32,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        let idx = self.resolve(names)?;
+        if let Request::Signal { .. } = req {
+            if let Some(&i) = idx.iter().find(|&&i| self.services[i].run_pid().is_none()) {
+                return Err(format!("{}: not running", self.services[i].label));
+            }
+        }
+        for i in idx {
+            info!(
+                self.out,
+                "{}/run: {} requested by uid {uid}",
+                self.services[i].label,
+                req.name()
+            );
+            let s = &mut self.services[i];
+            match (req, s.run) {
+                (Request::Signal { signal, .. }, RunState::Running { pid, .. }) => {
+                    if let Ok(sig) = Signal::try_from(*signal) {
+                        let _ = kill(pid, sig);
+                    }
+                }
+                (Request::Up { .. } | Request::Restart { .. }, RunState::Down { .. }) => {
+                    s.pending = Pending::None;
+                    self.start_service(i, true);
+                }
+                (Request::Up { .. }, RunState::Running { .. }) => {
+                    if s.pending == Pending::Down {
+                        s.pending = Pending::Restart; // on its way down: bring it back
+                    }
+                }
+                (Request::Up { .. } | Request::Restart { .. }, RunState::Finishing { .. }) => {
+                    s.pending = Pending::Restart
+                }
+                (Request::Down { .. }, RunState::Finishing { .. }) => s.pending = Pending::Down,
+                (Request::Down { .. } | Request::Restart { .. }, RunState::Running { .. }) => {
+                    let first = s.pending == Pending::None;
+                    s.pending = if matches!(req, Request::Down { .. }) {
+                        Pending::Down
+                    } else {
+                        Pending::Restart
+                    };
+                    if first {
+                        self.stop_service(i);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(serde_json::Map::new())
+    }
+
+    /// The status object (contract §11), for the named services or all.
+    fn status(
+        &self,
+        names: &[String],
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        use serde_json::{Value, json};
+        let idx = self.resolve(names)?;
+        let now = SystemTime::now();
+        let secs = |t: SystemTime| now.duration_since(t).unwrap_or_default().as_secs_f64();
+        let stamp = |t: SystemTime| {
+            let ms = t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as i64;
+            Value::String(
+                String::from_utf8_lossy(&crate::output::clock::format_ms(ms)).into_owned(),
+            )
+        };
+        let exit_json = |e: Option<Exit>| match e {
+            Some(Exit::Code(c)) => json!({"code": c}),
+            Some(Exit::Signal(s)) => json!({"signal": s}),
+            None => Value::Null,
+        };
+        let services: Vec<Value> = idx
+            .iter()
+            .map(|&i| {
+                let s = &self.services[i];
+                let stopping = self.stopping() || s.pending != Pending::None;
+                let (state, pid, since, reason) = match s.run {
+                    RunState::Running { pid, since } => (if stopping { "stopping" } else { "running" }, Some(pid), since, None),
+                    RunState::Finishing { pid, since, .. } => ("finishing", Some(pid), since, None),
+                    RunState::Down { why, since } => {
+                        let reason = match why {
+                            Down::DownFile => "down_file",
+                            Down::Failed => "failed",
+                            Down::Exited(Exit::Code(DISABLED)) => "disabled",
+                            Down::Exited(_) => "exited",
+                            Down::Requested(_) => "requested",
+                        };
+                        ("down", None, since, Some(reason))
+                    }
+                };
+                let log = match (s.def.has_logger, s.log) {
+                    (false, _) => Value::Null,
+                    (true, LogState::Running { pid, since }) => {
+                        json!({"state": "running", "pid": pid.as_raw(), "since": stamp(since), "since_s": secs(since)})
+                    }
+                    (true, LogState::Exited { since, .. }) => {
+                        json!({"state": "down", "pid": null, "since": stamp(since), "since_s": secs(since)})
+                    }
+                    (true, LogState::None) => {
+                        json!({"state": "down", "pid": null, "since": stamp(self.started), "since_s": secs(self.started)})
+                    }
+                };
+                let (out, err) = (s.counts[0].get(), s.counts[1].get());
+                json!({
+                    "name": s.label,
+                    "dir": s.def.dir.to_string_lossy(),
+                    "state": state,
+                    "pid": pid.map(|p| p.as_raw()),
+                    "since": stamp(since),
+                    "since_s": secs(since),
+                    "down_file": s.def.down,
+                    "down_reason": reason,
+                    "exit": exit_json(s.last_exit),
+                    "log": log,
+                    "lines": {"stdout": out.lines, "stderr": err.lines},
+                    "bytes": {"stdout": out.bytes, "stderr": err.bytes},
+                })
+            })
+            .collect();
+        let orphans: Vec<Value> = self
+            .procs
+            .iter()
+            .filter_map(|(pid, p)| match &p.role {
+                Role::Orphan { name } => Some(json!({"name": format!("{name}/{pid}"), "pid": pid.as_raw(), "policy": "terminate"})),
+                Role::Adopted { name } => Some(json!({"name": format!("{name}/{pid}"), "pid": pid.as_raw(), "policy": "adopt"})),
+                _ => None,
+            })
+            .collect();
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "dinit".into(),
+            json!({
+                "pid": std::process::id(),
+                "state": if self.stopping() { "stopping" } else { "running" },
+                "uptime_s": secs(self.started),
+                "version": env!("CARGO_PKG_VERSION"),
+                "protocol": protocol::VERSION,
+            }),
+        );
+        m.insert("services".into(), Value::Array(services));
+        m.insert("orphans".into(), Value::Array(orphans));
+        Ok(m)
     }
 }
 
