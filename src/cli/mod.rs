@@ -1,10 +1,20 @@
-//! dinit as its own client: `dinit status|check|up|down|restart|signal|shutdown`, and runit's
-//! `sv` when invoked under that name. Talks to the running dinit over the control socket.
+//! dinit as its own client: `dinit status|check|up|down|restart|signal|shutdown` (`client`),
+//! and runit's `sv` when invoked under that name (`sv`). Both talk to the running dinit over
+//! the control socket; neither is PID 1, so they may block and sleep.
 
-use std::ffi::OsString;
+mod client;
+mod sv;
 
-/// Runs the client when the command line asks for it; `None` means "not a client invocation,
-/// run as init".
-pub fn main(_argv0: &std::ffi::OsStr, _args: &[OsString]) -> Option<u8> {
-    None
+use std::ffi::{OsStr, OsString};
+
+/// Runs the client when the command line asks for it and returns its exit code; `None` means
+/// "not a client invocation, run as init".
+pub fn main(argv0: &OsStr, args: &[OsString]) -> Option<u8> {
+    if client::program_name(argv0) == Some(OsStr::new("sv")) {
+        return Some(sv::main(args));
+    }
+    let cmd = args.first()?.to_str()?;
+    client::COMMANDS
+        .contains(&cmd)
+        .then(|| client::main(cmd, &args[1..]))
 }

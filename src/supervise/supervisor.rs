@@ -1259,6 +1259,15 @@ impl Supervisor {
                         ("down", None, since, Some(reason))
                     }
                 };
+                // Where an operator (or the shutdown) wants it, as runit's `want up|down`.
+                let wants_down = match s.run {
+                    _ if self.stopping() || s.pending == Pending::Down => true,
+                    _ if s.pending == Pending::Restart => false,
+                    RunState::Down { why, .. } => {
+                        matches!(why, Down::DownFile | Down::Requested(_) | Down::Exited(Exit::Code(DISABLED)))
+                    }
+                    _ => false,
+                };
                 let log = match (s.def.has_logger, s.log) {
                     (false, _) => Value::Null,
                     (true, LogState::Running { pid, since }) => {
@@ -1281,6 +1290,7 @@ impl Supervisor {
                     "since_s": secs(since),
                     "down_file": s.def.down,
                     "down_reason": reason,
+                    "want": if wants_down { "down" } else { "up" },
                     "exit": exit_json(s.last_exit),
                     "log": log,
                     "lines": {"stdout": out.lines, "stderr": err.lines},
