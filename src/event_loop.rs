@@ -38,9 +38,11 @@ pub fn new_token() -> Token {
 pub fn run(poll: &mut Poll, signals: &mut Signals, sup: &mut Supervisor) -> io::Result<u8> {
     let mut events = Events::with_capacity(256);
     loop {
+        if sup.reap_pending() {
+            sup.reap();
+        }
         sup.on_timers(Instant::now());
         sup.pipes.pump(poll.registry(), &mut sup.out, PIPE_BUDGET);
-        sup.scan_orphans();
         if let Some(code) = sup.progress() {
             return Ok(code);
         }

@@ -1,9 +1,10 @@
 //! The output path: pipe -> lines -> records -> queue for fd 1 or 2 -> written when writable.
 //!
-//! [`Output`] owns dinit's two queues and its own messages. Order across the two streams: an own
-//! message or stderr record is written only after every stdout record queued before it, so the
-//! lines a process printed come before dinit's `finished` line for it, whatever the readers of
-//! fds 1 and 2 do.
+//! [`Output`] owns dinit's two queues and its own messages. The two streams flow independently
+//! (a stalled stdout reader must not hold back stderr, where dinit says what it does), with one
+//! exception: the line that says a process ended waits until every stdout record queued before
+//! it is written ([`Output::own_after_stdout`]), so a process's lines come before its `finished`
+//! line whatever the readers of fds 1 and 2 do.
 
 pub mod clock;
 pub mod json;
@@ -41,9 +42,8 @@ pub struct Output {
     pub clock: Clock,
     out: Sink,
     err: Sink,
-    /// Stderr segments that must wait for stdout: (stderr offset where the segment starts,
-    /// stdout offset that must be written first).
-    barriers: VecDeque<(u64, u64)>,
+    /// Own lines that wait for stdout: (stdout offset that must be written first, the line).
+    held: VecDeque<(u64, Vec<u8>)>,
 }
 
 impl Output {
@@ -55,7 +55,7 @@ impl Output {
             clock: Clock::new(),
             out: Sink::open(1, "stdout"),
             err: Sink::open(2, "stderr"),
-            barriers: VecDeque::new(),
+            held: VecDeque::new(),
         };
         for (i, was_closed) in closed.into_iter().enumerate() {
             if was_closed {
@@ -88,20 +88,24 @@ impl Output {
         log::format_line(self.queue(Stream::Stderr), &ts, level, msg);
     }
 
-    /// The queue to append records to. For stderr this first notes how much stdout must be
-    /// written before what is appended now.
+    /// An own message that must not overtake the stdout records queued so far (the
+    /// `finished` line of a process whose last lines are still on their way).
+    pub fn own_after_stdout(&mut self, level: Level, msg: fmt::Arguments<'_>) {
+        let need = self.out.queued_total();
+        if need <= self.out.written_total() && self.held.is_empty() {
+            return self.own(level, msg);
+        }
+        let ts = self.clock.now();
+        let mut line = Vec::with_capacity(96);
+        log::format_line(&mut line, &ts, level, msg);
+        self.held.push_back((need, line));
+    }
+
+    /// The queue to append records to.
     pub fn queue(&mut self, stream: Stream) -> &mut Vec<u8> {
         match stream {
             Stream::Stdout => self.out.buf(),
-            Stream::Stderr => {
-                let need = self.out.queued_total();
-                if need > self.out.written_total()
-                    && self.barriers.back().is_none_or(|b| b.1 != need)
-                {
-                    self.barriers.push_back((self.err.queued_total(), need));
-                }
-                self.err.buf()
-            }
+            Stream::Stderr => self.err.buf(),
         }
     }
 
@@ -120,29 +124,27 @@ impl Output {
         }
     }
 
-    /// Writes what can be written now: stdout first, then stderr up to its barrier.
+    /// Writes what can be written now: stdout first, then the held lines it released, then
+    /// stderr.
     pub fn flush(&mut self) {
         if let Some(e) = self.out.write_up_to(u64::MAX) {
             self.report_broken(Stream::Stdout, e);
         }
         let written = self.out.written_total();
         let stdout_gone = self.out.broken.is_some();
-        while self
-            .barriers
-            .front()
-            .is_some_and(|b| stdout_gone || b.1 <= written)
-        {
-            self.barriers.pop_front();
+        while self.held.front().is_some_and(|h| stdout_gone || h.0 <= written) {
+            if let Some((_, line)) = self.held.pop_front() {
+                self.err.buf().extend_from_slice(&line);
+            }
         }
-        let limit = self.barriers.front().map_or(u64::MAX, |b| b.0);
-        if let Some(e) = self.err.write_up_to(limit) {
+        if let Some(e) = self.err.write_up_to(u64::MAX) {
             self.report_broken(Stream::Stderr, e);
         }
     }
 
     /// Nothing queued (or nowhere left to write it).
     pub fn is_drained(&self) -> bool {
-        self.out.pending() == 0 && self.err.pending() == 0
+        self.out.pending() == 0 && self.err.pending() == 0 && self.held.is_empty()
     }
 
     /// A direct sink has bytes it could not write yet: poll again soon instead of waiting.

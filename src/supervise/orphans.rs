@@ -6,15 +6,10 @@
 
 use nix::unistd::Pid;
 
-/// The orphan's name as read from `/proc` now.
-pub fn name_of(pid: Pid) -> String {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let stat = if cmdline.iter().all(|b| *b == 0) {
-        std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    name_from(&cmdline, &stat)
+/// The name of a zombie: it has no cmdline any more, only its `comm`.
+pub fn zombie_name(pid: Pid) -> String {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default();
+    name_from(b"", &stat)
 }
 
 /// Pure part of [`name_of`].

@@ -18,25 +18,36 @@ pub struct Reaped {
     pub name: Option<String>,
 }
 
-/// Whether dinit still has children after reaping (ECHILD says it has none).
+/// What is left after a call to [`reap`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Children {
+    /// Children remain (none of them ended, as far as the kernel says now).
     Some,
+    /// No child at all (ECHILD).
     None,
+    /// The per-call limit was reached: ended children may be waiting; call again soon.
+    More,
 }
 
-/// Reaps every ended child into `out`. `known(pid)`: dinit started it (no naming needed).
-/// `name_unknown`: read the name of unknown ones before they are gone.
-pub fn reap(known: impl Fn(Pid) -> bool, name_unknown: bool, out: &mut Vec<Reaped>) -> Children {
-    loop {
-        let pid = if name_unknown {
+/// Reaps ended children into `out`, at most `max` of them. `known(pid)`: dinit started it.
+/// `names`: how many unknown ones may be named first (each costs a peek and a `/proc` read
+/// while it is still a zombie); past that, children are reaped as `waitpid(-1)` returns them,
+/// one system call each, which is what a fork storm needs.
+pub fn reap(known: impl Fn(Pid) -> bool, mut names: usize, max: usize, out: &mut Vec<Reaped>) -> Children {
+    for _ in 0..max {
+        let mut name = None;
+        let target = if names > 0 {
             // Peek without reaping: the zombie's /proc entry is there until it is waited for.
-            match waitid(
-                Id::All,
-                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
-            ) {
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::__WALL;
+            match waitid(Id::All, flags) {
                 Ok(ws) => match ws.pid() {
-                    Some(pid) => Some(pid),
+                    Some(pid) => {
+                        if !known(pid) {
+                            name = Some(super::orphans::zombie_name(pid));
+                            names -= 1;
+                        }
+                        pid
+                    }
                     None => return Children::Some,
                 },
                 Err(Errno::EINTR) => continue,
@@ -44,16 +55,9 @@ pub fn reap(known: impl Fn(Pid) -> bool, name_unknown: bool, out: &mut Vec<Reape
                 Err(_) => return Children::Some,
             }
         } else {
-            None
+            Pid::from_raw(-1)
         };
-        let name = match pid {
-            Some(pid) if !known(pid) => Some(super::orphans::name_of(pid)),
-            _ => None,
-        };
-        match waitpid(
-            pid.unwrap_or(Pid::from_raw(-1)),
-            Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
-        ) {
+        match waitpid(target, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => return Children::Some,
             Ok(ws) => {
                 if let (Some(pid), Some(exit)) = (ws.pid(), Exit::from_wait(ws)) {
@@ -65,4 +69,5 @@ pub fn reap(known: impl Fn(Pid) -> bool, name_unknown: bool, out: &mut Vec<Reape
             Err(_) => return Children::Some,
         }
     }
+    Children::More
 }

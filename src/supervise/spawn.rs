@@ -161,7 +161,11 @@ pub fn spawn(spec: Spec<'_>) -> Result<Child, Errno> {
     // SAFETY: dinit is single-threaded, so the child is a full copy with no lock held elsewhere;
     // the child branch below only makes async-signal-safe syscalls on memory prepared above.
     let forked = unsafe { fork() };
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        // Only the parent: the child keeps everything blocked until its dispositions are
+        // default again (exec_child), or a signal sent to it early would run dinit's handler.
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
+    }
     match forked {
         Ok(ForkResult::Child) => {
             let fds = [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];

@@ -33,7 +33,7 @@ use crate::supervise::reaper::{self, Children, Reaped};
 use crate::supervise::scan::ServiceDef;
 use crate::supervise::spawn::{self, ExecStatus, Input, Spec, StdoutTo};
 use crate::timers::Timers;
-use crate::{error, info, warn};
+use crate::{error, info, info_after_stdout, warn};
 
 /// How long a logger's end waits for its `run` to end too before it stops the container.
 const LOGGER_GRACE: Duration = Duration::from_millis(10);
@@ -42,6 +42,14 @@ const SCAN_PERIOD: Duration = Duration::from_secs(1);
 const SCAN_PERIOD_STOPPING: Duration = Duration::from_millis(100);
 /// An orphan younger than this may not have exec'd yet: look again later.
 const ORPHAN_MATURITY: Duration = Duration::from_millis(10);
+/// SIGCHLD asks for a scan, but not more often than this (a fork storm sends thousands).
+const SCAN_MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Reaped orphans named one by one, per second; past that a burst is summed up in one line.
+const NAMED_REAPS_PER_SEC: f64 = 10.0;
+/// Children reaped per turn of the loop, so that a fork storm cannot starve the pipes.
+const REAPS_PER_TURN: usize = 1024;
+/// "No scan wanted" (ignore policy outside shutdown).
+const NEVER: Duration = Duration::from_secs(100 * 365 * 86400);
 
 /// Why a service's `run` is not running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +187,7 @@ enum Timer {
     OrphanKill(Pid),
     OrphanScan,
     StopTimeout,
+    ReapSummary,
 }
 
 pub struct Supervisor {
@@ -197,10 +206,19 @@ pub struct Supervisor {
     first_error: Option<String>,
     pub phase: Phase,
     children: Children,
-    /// An orphan scan is due on this turn of the loop (SIGCHLD asks for one).
-    scan_due: bool,
+    /// When the next orphan scan is due, and when the last one ran.
+    next_scan: Instant,
+    last_scan: Instant,
     pub started: SystemTime,
     reaped: Vec<Reaped>,
+    /// Reaping stopped at its per-turn limit: go on at once on the next turn.
+    reap_again: bool,
+    /// Token bucket for naming reaped orphans, refilled at `NAMED_REAPS_PER_SEC`.
+    name_tokens: f64,
+    name_refill: Instant,
+    /// Orphans reaped without a line of their own since the last summary.
+    unnamed_reaps: u64,
+    summary_armed: bool,
 }
 
 impl Supervisor {
@@ -225,9 +243,15 @@ impl Supervisor {
             first_error: None,
             phase: Phase::Running,
             children: Children::Some,
-            scan_due: false,
+            next_scan: Instant::now() + NEVER,
+            last_scan: Instant::now(),
             started: SystemTime::now(),
             reaped: Vec::new(),
+            reap_again: false,
+            name_tokens: NAMED_REAPS_PER_SEC,
+            name_refill: Instant::now(),
+            unnamed_reaps: 0,
+            summary_armed: false,
         }
     }
 
@@ -244,7 +268,7 @@ impl Supervisor {
     pub fn start(&mut self, defs: Vec<ServiceDef>, scan_error: Option<Error>) {
         let now = Instant::now();
         if self.cfg.policy != Policy::Ignore {
-            self.timers.arm(now + SCAN_PERIOD, Timer::OrphanScan);
+            self.want_scan(now + SCAN_PERIOD);
         }
         if defs.iter().all(|d| d.down) && scan_error.is_none() {
             for d in &defs {
@@ -616,7 +640,9 @@ impl Supervisor {
             }
             Some(Meaning::Child) => {
                 self.reap();
-                self.scan_due = self.cfg.policy != Policy::Ignore || self.stopping();
+                if self.cfg.policy != Policy::Ignore || self.stopping() {
+                    self.want_scan(Instant::now().max(self.last_scan + SCAN_MIN_INTERVAL));
+                }
             }
             None => {}
         }
@@ -624,14 +650,34 @@ impl Supervisor {
 
     /// Collects every ended child and handles each end.
     pub fn reap(&mut self) {
+        let now = Instant::now();
+        let refill = now.duration_since(self.name_refill).as_secs_f64() * NAMED_REAPS_PER_SEC;
+        self.name_tokens = (self.name_tokens + refill).min(NAMED_REAPS_PER_SEC);
+        self.name_refill = now;
+        let names = if self.out.enabled(crate::log::Level::Warn) { self.name_tokens as usize } else { 0 };
         let mut reaped = std::mem::take(&mut self.reaped);
-        let name_unknown = self.out.enabled(crate::log::Level::Warn);
         let procs = &self.procs;
-        self.children = reaper::reap(|pid| procs.contains(pid), name_unknown, &mut reaped);
+        let left = reaper::reap(|pid| procs.contains(pid), names, REAPS_PER_TURN, &mut reaped);
+        self.reap_again = left == Children::More;
+        if left != Children::More {
+            self.children = left;
+        }
         for r in reaped.drain(..) {
+            if r.name.is_some() {
+                self.name_tokens -= 1.0;
+            }
             self.on_exit(r);
         }
         self.reaped = reaped;
+        if self.unnamed_reaps > 0 && !self.summary_armed {
+            self.summary_armed = true;
+            self.timers.arm(now + Duration::from_secs(1), Timer::ReapSummary);
+        }
+    }
+
+    /// Reaping has more to do than one turn allowed.
+    pub fn reap_pending(&self) -> bool {
+        self.reap_again
     }
 
     fn on_exit(&mut self, r: Reaped) {
@@ -639,18 +685,13 @@ impl Supervisor {
         self.settle_exec(r.pid, true);
         let Some(proc) = self.procs.remove(r.pid) else {
             // A reparented process that ended before dinit saw it alive.
-            let name = r.name.unwrap_or_else(|| "unknown".to_owned());
-            warn!(
-                self.out,
-                "{name}/{pid}: reaping process with PID {pid}",
-                pid = r.pid
-            );
-            info!(
-                self.out,
-                "{name}/{pid}: PID {pid} finished {}",
-                r.exit,
-                pid = r.pid
-            );
+            match r.name {
+                Some(name) => {
+                    warn!(self.out, "{name}/{pid}: reaping process with PID {pid}", pid = r.pid);
+                    info!(self.out, "{name}/{pid}: PID {pid} finished {}", r.exit, pid = r.pid);
+                }
+                None => self.unnamed_reaps += 1,
+            }
             return;
         };
         // Its last lines first, then what its end means.
@@ -661,7 +702,7 @@ impl Supervisor {
         let stopping = self.stopping();
         match proc.role {
             Role::Run(i) => {
-                info!(
+                info_after_stdout!(
                     self.out,
                     "{}/run: PID {pid} finished {exit}", self.services[i].label
                 );
@@ -669,7 +710,7 @@ impl Supervisor {
                 self.after_run(i, exit);
             }
             Role::Finish(i) => {
-                info!(
+                info_after_stdout!(
                     self.out,
                     "{}/finish: PID {pid} finished {exit}", self.services[i].label
                 );
@@ -679,7 +720,7 @@ impl Supervisor {
             }
             Role::Log(i) => {
                 let s = &mut self.services[i];
-                info!(self.out, "{}/log: PID {pid} finished {exit}", s.label);
+                info_after_stdout!(self.out, "{}/log: PID {pid} finished {exit}", s.label);
                 s.log = LogState::Exited {
                     exit,
                     since: SystemTime::now(),
@@ -693,7 +734,7 @@ impl Supervisor {
                 self.record(Kind::Program, exit, stopping);
             }
             Role::Term(i) => {
-                info!(
+                info_after_stdout!(
                     self.out,
                     "{}/term: PID {pid} finished {exit}", self.services[i].label
                 );
@@ -701,10 +742,10 @@ impl Supervisor {
                 self.record(Kind::Terminate, exit, stopping);
             }
             Role::Orphan { name } => {
-                info!(self.out, "{name}/{pid}: PID {pid} finished {exit}");
+                info_after_stdout!(self.out, "{name}/{pid}: PID {pid} finished {exit}");
             }
             Role::Adopted { name } => {
-                info!(self.out, "{name}/{pid}: PID {pid} finished {exit}");
+                info_after_stdout!(self.out, "{name}/{pid}: PID {pid} finished {exit}");
                 self.record(Kind::Program, exit, stopping);
                 self.begin_shutdown();
             }
@@ -822,17 +863,18 @@ impl Supervisor {
                     }
                 }
                 Timer::OrphanScan => {
-                    self.scan_due = true;
-                    let period = if self.stopping() {
-                        SCAN_PERIOD_STOPPING
-                    } else {
-                        SCAN_PERIOD
-                    };
-                    if self.phase != Phase::Done {
-                        self.timers.arm(now + period, Timer::OrphanScan);
+                    if now >= self.next_scan {
+                        self.scan_orphans(now);
                     }
                 }
                 Timer::StopTimeout => self.stop_timeout(),
+                Timer::ReapSummary => {
+                    self.summary_armed = false;
+                    let n = std::mem::take(&mut self.unnamed_reaps);
+                    if n > 0 {
+                        warn!(self.out, "reaped {n} more reparented processes (too many at once to name each)");
+                    }
+                }
             }
         }
     }
@@ -894,9 +936,7 @@ impl Supervisor {
             self.timers.arm(now + t, Timer::StopTimeout);
         }
         // Orphans are looked for at once, then every 100 ms, under every policy.
-        self.scan_due = true;
-        self.timers
-            .arm(now + SCAN_PERIOD_STOPPING, Timer::OrphanScan);
+        self.want_scan(now);
     }
 
     /// Stops service `i`'s `run` if it is alive: its `terminate` script, else SIGTERM.
@@ -953,10 +993,25 @@ impl Supervisor {
 
     // ---- orphans --------------------------------------------------------------------------
 
+    /// Asks for an orphan scan at `at` (or earlier, if one is already due earlier).
+    fn want_scan(&mut self, at: Instant) {
+        if at < self.next_scan && self.phase != Phase::Done {
+            self.next_scan = at;
+            self.timers.arm(at, Timer::OrphanScan);
+        }
+    }
+
     /// Looks for living children dinit did not start and applies the policy to the mature ones.
-    pub fn scan_orphans(&mut self) {
-        if !std::mem::take(&mut self.scan_due) || self.phase == Phase::Done {
+    fn scan_orphans(&mut self, now: Instant) {
+        self.last_scan = now;
+        self.next_scan = now + NEVER;
+        if self.phase == Phase::Done {
             return;
+        }
+        if self.stopping() {
+            self.want_scan(now + SCAN_PERIOD_STOPPING);
+        } else if self.cfg.policy != Policy::Ignore {
+            self.want_scan(now + SCAN_PERIOD);
         }
         let me = std::process::id();
         let Ok(list) = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")) else {
@@ -1018,8 +1073,7 @@ impl Supervisor {
             );
         }
         if immature {
-            self.timers
-                .arm(Instant::now() + ORPHAN_MATURITY, Timer::OrphanScan);
+            self.want_scan(now + ORPHAN_MATURITY);
         }
     }
 
@@ -1080,6 +1134,10 @@ impl Supervisor {
             info!(self.out, "all services finished, exiting");
             self.begin_shutdown();
         }
+        if matches!(self.phase, Phase::Stopping { .. }) && self.procs.is_empty() && self.children != Children::None {
+            // Without a SIGCHLD (nothing was ever started) only asking tells there is no child.
+            self.reap();
+        }
         if matches!(self.phase, Phase::Stopping { .. })
             && self.procs.is_empty()
             && (self.cfg.policy == Policy::Ignore || self.children == Children::None)
@@ -1097,7 +1155,7 @@ impl Supervisor {
 
     /// The poll timeout: the earliest deadline, or at once when work is waiting.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        if self.scan_due {
+        if self.reap_again {
             return Some(Duration::ZERO);
         }
         let control = self
@@ -1324,6 +1382,13 @@ impl Supervisor {
     }
 }
 
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, read once).
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // SAFETY: sysconf with a constant name.
+    *TICKS.get_or_init(|| (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64)
+}
+
 /// The fields of `/proc/<pid>/stat` the orphan rules need.
 struct ProcStat {
     state: u8,
@@ -1343,14 +1408,13 @@ impl ProcStat {
         })
     }
 
-    /// How long ago the process started (`None` when /proc/uptime cannot be read).
+    /// How long ago the process started: field 22 counts clock ticks since boot, as
+    /// CLOCK_BOOTTIME does (both shifted alike inside a time namespace).
     fn age(&self) -> Option<Duration> {
-        let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
-        let up: f64 = uptime.split_ascii_whitespace().next()?.parse().ok()?;
-        // SAFETY: sysconf with a constant name.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        Some(Duration::from_secs_f64(
-            (up - self.start_ticks as f64 / ticks).max(0.0),
-        ))
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+        let now = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32);
+        let ticks = clock_ticks();
+        let start = Duration::from_secs(self.start_ticks / ticks) + Duration::from_secs(self.start_ticks % ticks) / ticks as u32;
+        Some(now.saturating_sub(start))
     }
 }
