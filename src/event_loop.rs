@@ -20,6 +20,7 @@ pub const SIGNALS: Token = Token(0);
 pub const STDOUT: Token = Token(1);
 pub const STDERR: Token = Token(2);
 pub const CONTROL: Token = Token(3);
+pub const CHILD: Token = Token(4);
 const FIRST_DYNAMIC: usize = 16;
 
 /// Reads of pipes per turn before the loop looks at signals and children again.
@@ -35,7 +36,12 @@ pub fn new_token() -> Token {
 
 /// Runs until the supervisor says everything is over; returns dinit's exit code. Only `poll`
 /// failing ends it early.
-pub fn run(poll: &mut Poll, signals: &mut Signals, sup: &mut Supervisor) -> io::Result<u8> {
+pub fn run(
+    poll: &mut Poll,
+    signals: &mut Signals,
+    child_signal: &mut nix::sys::signalfd::SignalFd,
+    sup: &mut Supervisor,
+) -> io::Result<u8> {
     let mut events = Events::with_capacity(256);
     loop {
         if sup.reap_pending() {
@@ -70,6 +76,10 @@ pub fn run(poll: &mut Poll, signals: &mut Signals, sup: &mut Supervisor) -> io::
                 STDOUT => sup.out.sink_mut(Stream::Stdout).set_writable(),
                 STDERR => sup.out.sink_mut(Stream::Stderr).set_writable(),
                 CONTROL => sup.on_control_listener(),
+                CHILD => {
+                    crate::signals::drain(child_signal);
+                    sup.on_signal(libc::SIGCHLD);
+                }
                 token => {
                     if !sup.pipes.mark_ready(token) {
                         sup.on_token(token);

@@ -115,6 +115,10 @@ fn run() -> u8 {
         Ok(s) => s,
         Err(e) => return early_fail(format_args!("exiting: signal handlers: {e}")),
     };
+    let mut child_signal = match signals::child_signal() {
+        Ok(s) => s,
+        Err(e) => return early_fail(format_args!("exiting: signalfd: {}", error::errno_text(e))),
+    };
     let mut poll = match Poll::new() {
         Ok(p) => p,
         Err(e) => return early_fail(format_args!("exiting: epoll: {e}")),
@@ -123,6 +127,10 @@ fn run() -> u8 {
     let registry = poll.registry();
     if let Err(e) = registry.register(&mut signals, event_loop::SIGNALS, Interest::READABLE) {
         return early_fail(format_args!("exiting: signal handlers: {e}"));
+    }
+    let child_fd = std::os::fd::AsRawFd::as_raw_fd(&child_signal);
+    if let Err(e) = registry.register(&mut SourceFd(&child_fd), event_loop::CHILD, Interest::READABLE) {
+        return early_fail(format_args!("exiting: signalfd: {e}"));
     }
     for (stream, token) in [
         (Stream::Stdout, event_loop::STDOUT),
@@ -170,7 +178,7 @@ fn run() -> u8 {
 
     // ---- From here on PID 1 must not die: handlers log and carry on; only poll failing ends
     // ---- the loop, and even then dinit reports and exits with the internal-error code.
-    match event_loop::run(&mut poll, &mut signals, &mut sup) {
+    match event_loop::run(&mut poll, &mut signals, &mut child_signal, &mut sup) {
         Ok(code) => code,
         Err(e) => {
             error!(sup.out, "exiting: poll: {e}");
