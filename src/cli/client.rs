@@ -208,7 +208,10 @@ impl Service {
     /// `dinit down`.
     pub fn down_on_purpose(&self) -> bool {
         (self.want_down && self.state != State::Running)
-            || matches!(self.down_reason.as_deref(), Some("down_file" | "disabled" | "requested"))
+            || matches!(
+                self.down_reason.as_deref(),
+                Some("down_file" | "disabled" | "requested")
+            )
     }
 }
 

@@ -84,7 +84,11 @@ pub fn status_line(label: &str, s: &Service) -> String {
     }
     if s.state == State::Stopping {
         // A restart's first half wants the service up again: runsv then shows only `got TERM`.
-        line.push_str(if s.want_down { ", want down, got TERM" } else { ", got TERM" });
+        line.push_str(if s.want_down {
+            ", want down, got TERM"
+        } else {
+            ", got TERM"
+        });
     }
     line
 }

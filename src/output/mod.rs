@@ -132,7 +132,11 @@ impl Output {
         }
         let written = self.out.written_total();
         let stdout_gone = self.out.broken.is_some();
-        while self.held.front().is_some_and(|h| stdout_gone || h.0 <= written) {
+        while self
+            .held
+            .front()
+            .is_some_and(|h| stdout_gone || h.0 <= written)
+        {
             if let Some((_, line)) = self.held.pop_front() {
                 self.err.buf().extend_from_slice(&line);
             }

@@ -59,6 +59,12 @@ pub struct Pipes {
     fmt: Formatter,
 }
 
+impl Default for Pipes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Pipes {
     pub fn new() -> Pipes {
         Pipes {

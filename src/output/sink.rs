@@ -86,13 +86,13 @@ impl Sink {
                 sink._own = Some(own);
                 sink.mode = Mode::Polled;
             }
-        } else if kind == SFlag::S_IFSOCK {
-            if let Ok(flags) = fcntl(unsafe_borrow(fd), FcntlArg::F_GETFL) {
-                let new = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
-                if fcntl(unsafe_borrow(fd), FcntlArg::F_SETFL(new)).is_ok() {
-                    RESTORE_FLAGS[(fd - 1) as usize].store(flags, Ordering::SeqCst);
-                    sink.mode = Mode::Polled;
-                }
+        } else if kind == SFlag::S_IFSOCK
+            && let Ok(flags) = fcntl(unsafe_borrow(fd), FcntlArg::F_GETFL)
+        {
+            let new = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+            if fcntl(unsafe_borrow(fd), FcntlArg::F_SETFL(new)).is_ok() {
+                RESTORE_FLAGS[(fd - 1) as usize].store(flags, Ordering::SeqCst);
+                sink.mode = Mode::Polled;
             }
         }
         sink

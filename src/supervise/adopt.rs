@@ -111,7 +111,7 @@ pub fn redirect(pid: Pid, stdout_w: &OwnedFd, stderr_w: &OwnedFd) -> Result<(), 
         match result {
             Ok(()) => {}
             // A descendant that fails or ends does not undo the adopted process's redirection.
-            Err(e) if !first => drop(e),
+            Err(_) if !first => {}
             Err(e) => return Err(e),
         }
         first = false;

@@ -22,10 +22,10 @@ pub fn name_from(cmdline: &[u8], stat: &[u8]) -> String {
     if !base.is_empty() {
         return String::from_utf8_lossy(base).into_owned();
     }
-    if let Some(comm) = comm_from_stat(stat) {
-        if !comm.is_empty() {
-            return String::from_utf8_lossy(comm).into_owned();
-        }
+    if let Some(comm) = comm_from_stat(stat)
+        && !comm.is_empty()
+    {
+        return String::from_utf8_lossy(comm).into_owned();
     }
     "unknown".to_owned()
 }

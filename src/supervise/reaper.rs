@@ -33,12 +33,20 @@ pub enum Children {
 /// `names`: how many unknown ones may be named first (each costs a peek and a `/proc` read
 /// while it is still a zombie); past that, children are reaped as `waitpid(-1)` returns them,
 /// one system call each, which is what a fork storm needs.
-pub fn reap(known: impl Fn(Pid) -> bool, mut names: usize, max: usize, out: &mut Vec<Reaped>) -> Children {
+pub fn reap(
+    known: impl Fn(Pid) -> bool,
+    mut names: usize,
+    max: usize,
+    out: &mut Vec<Reaped>,
+) -> Children {
     for _ in 0..max {
         let mut name = None;
         let target = if names > 0 {
             // Peek without reaping: the zombie's /proc entry is there until it is waited for.
-            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::__WALL;
+            let flags = WaitPidFlag::WEXITED
+                | WaitPidFlag::WNOHANG
+                | WaitPidFlag::WNOWAIT
+                | WaitPidFlag::__WALL;
             match waitid(Id::All, flags) {
                 Ok(ws) => match ws.pid() {
                     Some(pid) => {

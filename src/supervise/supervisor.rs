@@ -654,10 +654,19 @@ impl Supervisor {
         let refill = now.duration_since(self.name_refill).as_secs_f64() * NAMED_REAPS_PER_SEC;
         self.name_tokens = (self.name_tokens + refill).min(NAMED_REAPS_PER_SEC);
         self.name_refill = now;
-        let names = if self.out.enabled(crate::log::Level::Warn) { self.name_tokens as usize } else { 0 };
+        let names = if self.out.enabled(crate::log::Level::Warn) {
+            self.name_tokens as usize
+        } else {
+            0
+        };
         let mut reaped = std::mem::take(&mut self.reaped);
         let procs = &self.procs;
-        let left = reaper::reap(|pid| procs.contains(pid), names, REAPS_PER_TURN, &mut reaped);
+        let left = reaper::reap(
+            |pid| procs.contains(pid),
+            names,
+            REAPS_PER_TURN,
+            &mut reaped,
+        );
         self.reap_again = left == Children::More;
         if left != Children::More {
             self.children = left;
@@ -671,7 +680,8 @@ impl Supervisor {
         self.reaped = reaped;
         if self.unnamed_reaps > 0 && !self.summary_armed {
             self.summary_armed = true;
-            self.timers.arm(now + Duration::from_secs(1), Timer::ReapSummary);
+            self.timers
+                .arm(now + Duration::from_secs(1), Timer::ReapSummary);
         }
     }
 
@@ -687,8 +697,17 @@ impl Supervisor {
             // A reparented process that ended before dinit saw it alive.
             match r.name {
                 Some(name) => {
-                    warn!(self.out, "{name}/{pid}: reaping process with PID {pid}", pid = r.pid);
-                    info!(self.out, "{name}/{pid}: PID {pid} finished {}", r.exit, pid = r.pid);
+                    warn!(
+                        self.out,
+                        "{name}/{pid}: reaping process with PID {pid}",
+                        pid = r.pid
+                    );
+                    info!(
+                        self.out,
+                        "{name}/{pid}: PID {pid} finished {}",
+                        r.exit,
+                        pid = r.pid
+                    );
                 }
                 None => self.unnamed_reaps += 1,
             }
@@ -704,7 +723,8 @@ impl Supervisor {
             Role::Run(i) => {
                 info_after_stdout!(
                     self.out,
-                    "{}/run: PID {pid} finished {exit}", self.services[i].label
+                    "{}/run: PID {pid} finished {exit}",
+                    self.services[i].label
                 );
                 self.record(Kind::Program, exit, stopping);
                 self.after_run(i, exit);
@@ -712,7 +732,8 @@ impl Supervisor {
             Role::Finish(i) => {
                 info_after_stdout!(
                     self.out,
-                    "{}/finish: PID {pid} finished {exit}", self.services[i].label
+                    "{}/finish: PID {pid} finished {exit}",
+                    self.services[i].label
                 );
                 if let RunState::Finishing { exit: run_exit, .. } = self.services[i].run {
                     self.finished(i, run_exit);
@@ -736,7 +757,8 @@ impl Supervisor {
             Role::Term(i) => {
                 info_after_stdout!(
                     self.out,
-                    "{}/term: PID {pid} finished {exit}", self.services[i].label
+                    "{}/term: PID {pid} finished {exit}",
+                    self.services[i].label
                 );
                 self.services[i].term = None;
                 self.record(Kind::Terminate, exit, stopping);
@@ -872,7 +894,10 @@ impl Supervisor {
                     self.summary_armed = false;
                     let n = std::mem::take(&mut self.unnamed_reaps);
                     if n > 0 {
-                        warn!(self.out, "reaped {n} more reparented processes (too many at once to name each)");
+                        warn!(
+                            self.out,
+                            "reaped {n} more reparented processes (too many at once to name each)"
+                        );
                     }
                 }
             }
@@ -980,14 +1005,14 @@ impl Supervisor {
     fn send_term(&mut self, i: usize, pid: Pid) {
         let label = &self.services[i].label;
         info!(self.out, "{label}/run: sending SIGTERM to PID {pid}");
-        if let Err(e) = kill(pid, Signal::SIGTERM) {
-            if e != Errno::ESRCH {
-                warn!(
-                    self.out,
-                    "{label}/run: cannot send SIGTERM to PID {pid}: {}",
-                    errno_text(e)
-                );
-            }
+        if let Err(e) = kill(pid, Signal::SIGTERM)
+            && e != Errno::ESRCH
+        {
+            warn!(
+                self.out,
+                "{label}/run: cannot send SIGTERM to PID {pid}: {}",
+                errno_text(e)
+            );
         }
     }
 
@@ -1134,7 +1159,10 @@ impl Supervisor {
             info!(self.out, "all services finished, exiting");
             self.begin_shutdown();
         }
-        if matches!(self.phase, Phase::Stopping { .. }) && self.procs.is_empty() && self.children != Children::None {
+        if matches!(self.phase, Phase::Stopping { .. })
+            && self.procs.is_empty()
+            && self.children != Children::None
+        {
             // Without a SIGCHLD (nothing was ever started) only asking tells there is no child.
             self.reap();
         }
@@ -1226,10 +1254,10 @@ impl Supervisor {
         uid: u32,
     ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
         let idx = self.resolve(names)?;
-        if let Request::Signal { .. } = req {
-            if let Some(&i) = idx.iter().find(|&&i| self.services[i].run_pid().is_none()) {
-                return Err(format!("{}: not running", self.services[i].label));
-            }
+        if let Request::Signal { .. } = req
+            && let Some(&i) = idx.iter().find(|&&i| self.services[i].run_pid().is_none())
+        {
+            return Err(format!("{}: not running", self.services[i].label));
         }
         for i in idx {
             info!(
@@ -1249,10 +1277,8 @@ impl Supervisor {
                     s.pending = Pending::None;
                     self.start_service(i, true);
                 }
-                (Request::Up { .. }, RunState::Running { .. }) => {
-                    if s.pending == Pending::Down {
-                        s.pending = Pending::Restart; // on its way down: bring it back
-                    }
+                (Request::Up { .. }, RunState::Running { .. }) if s.pending == Pending::Down => {
+                    s.pending = Pending::Restart; // on its way down: bring it back
                 }
                 (Request::Up { .. } | Request::Restart { .. }, RunState::Finishing { .. }) => {
                     s.pending = Pending::Restart
@@ -1414,7 +1440,8 @@ impl ProcStat {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
         let now = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32);
         let ticks = clock_ticks();
-        let start = Duration::from_secs(self.start_ticks / ticks) + Duration::from_secs(self.start_ticks % ticks) / ticks as u32;
+        let start = Duration::from_secs(self.start_ticks / ticks)
+            + Duration::from_secs(self.start_ticks % ticks) / ticks as u32;
         Some(now.saturating_sub(start))
     }
 }

@@ -1,0 +1,211 @@
+//! dinit: a container init. PID 1 (or a child subreaper) that runs a runit-style service
+//! directory, multiplexes every program's output into its own, and stops everything cleanly.
+//!
+//! Two paths, each flowing one way, on one thread around one `mio::Poll`:
+//!
+//! ```text
+//! output:  pipe --read--> LineSplitter --> record (JSON / text) --> queue fd 1|2 --write--> docker logs
+//! control: SIGCHLD --> waitpid(-1) --> proctab (whose pid?) --> state --> actions --> exit code
+//!          SIGTERM --> shutdown phase (terminate scripts / SIGTERM) --^
+//! ```
+//!
+//! `main -> run -> exit code`. Before the loop the first failure prints one line and exits with
+//! the contract's code; once services run, PID 1 must not die: handlers log and carry on.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod error;
+pub mod event_loop;
+pub mod log;
+pub mod output;
+pub mod signals;
+pub mod supervise;
+pub mod timers;
+
+use std::process::ExitCode;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Poll};
+use signal_hook_mio::v1_0::Signals;
+
+use config::Config;
+use log::Level;
+use output::pipes::Pipes;
+use output::sink;
+use output::{Output, Stream};
+use supervise::supervisor::Supervisor;
+
+const HELP: &str = "\
+dinit: a container init (PID 1) for runit-style service directories.
+
+usage: dinit            run every <DINIT_DIR>/<service>/run (arguments are ignored)
+       dinit --version  print the version
+       dinit --help     print this text
+
+Configuration is read from the environment:
+  DINIT_DIR                 service directory (default /etc/service)
+  DINIT_LOG_LEVEL           none, error, warn, info, debug (default warn)
+  DINIT_JSON_STDOUT         1/true/yes/on (default) or 0/false/no/off
+  DINIT_KILL_TIMEOUT        seconds before SIGKILL for orphans and finish scripts (default 30)
+  DINIT_STOP_TIMEOUT        seconds after which a shutdown kills what is left (default 0: never)
+  DINIT_REPARENTING_POLICY  terminate (default), adopt or ignore
+";
+
+/// The whole program: `main.rs` calls only this.
+pub fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        sink::restore_flags();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        log::early(Level::Error, format_args!("internal error: {what}{at}"));
+        std::process::exit(supervise::exit::INTERNAL as i32);
+    }));
+    let mut argv = std::env::args_os();
+    let argv0 = argv.next().unwrap_or_default();
+    let args: Vec<std::ffi::OsString> = argv.collect();
+    if let Some(code) = cli::main(&argv0, &args) {
+        return ExitCode::from(code);
+    }
+    if args.len() == 1 {
+        match args[0].to_str() {
+            Some("--version") => {
+                println!("dinit {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            Some("--help") => {
+                print!("{HELP}");
+                return ExitCode::SUCCESS;
+            }
+            _ => {}
+        }
+    }
+    let code = run();
+    sink::restore_flags();
+    ExitCode::from(code)
+}
+
+fn run() -> u8 {
+    // Before anything is opened: fds 0-2 exist, and nothing inherited leaks into services.
+    let closed = sink::ensure_std_fds();
+    supervise::spawn::cloexec_inherited_fds();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let cfg = match Config::from_env(&cwd) {
+        Ok(c) => c,
+        Err(e) => {
+            log::early(Level::Error, format_args!("{e}"));
+            return supervise::exit::DINIT_FAILED;
+        }
+    };
+    // A mask inherited from whoever started dinit would hold back the signals it lives on.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    // Registered before the first fork: a signal that arrives during start-up waits in the pipe.
+    let mut signals = match Signals::new(signals::HANDLED) {
+        Ok(s) => s,
+        Err(e) => return early_fail(format_args!("exiting: signal handlers: {e}")),
+    };
+    let mut child_signal = match signals::child_signal() {
+        Ok(s) => s,
+        Err(e) => return early_fail(format_args!("exiting: signalfd: {}", error::errno_text(e))),
+    };
+    let mut poll = match Poll::new() {
+        Ok(p) => p,
+        Err(e) => return early_fail(format_args!("exiting: epoll: {e}")),
+    };
+    let mut out = Output::new(cfg.log_level, cfg.json_stdout, closed);
+    let registry = poll.registry();
+    if let Err(e) = registry.register(&mut signals, event_loop::SIGNALS, Interest::READABLE) {
+        return early_fail(format_args!("exiting: signal handlers: {e}"));
+    }
+    let child_fd = std::os::fd::AsRawFd::as_raw_fd(&child_signal);
+    if let Err(e) = registry.register(
+        &mut SourceFd(&child_fd),
+        event_loop::CHILD,
+        Interest::READABLE,
+    ) {
+        return early_fail(format_args!("exiting: signalfd: {e}"));
+    }
+    for (stream, token) in [
+        (Stream::Stdout, event_loop::STDOUT),
+        (Stream::Stderr, event_loop::STDERR),
+    ] {
+        let sink = out.sink_mut(stream);
+        if let Some(fd) = sink.poll_fd()
+            && registry
+                .register(&mut SourceFd(&fd), token, Interest::WRITABLE)
+                .is_err()
+        {
+            sink.not_pollable();
+        }
+    }
+
+    let pid = std::process::id();
+    if pid != 1 {
+        info!(
+            out,
+            "not running as a PID 1, but PID {pid}, registering as a process subreaper"
+        );
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            error!(out, "exiting: {}", error::errno_text(e));
+            flush_blocking(&mut out);
+            return supervise::exit::DINIT_FAILED;
+        }
+    }
+    let registry = match poll.registry().try_clone() {
+        Ok(r) => r,
+        Err(e) => return early_fail(format_args!("exiting: epoll: {e}")),
+    };
+    // The control socket is there before any service starts (a health check may come early).
+    let (control, warning) =
+        control::server::Control::setup(&cfg.control_socket, &registry, event_loop::CONTROL);
+    if let Some(w) = warning {
+        warn!(out, "{w}");
+    }
+    let dir = cfg.dir.clone();
+    let mut sup = Supervisor::new(cfg, control, out, Pipes::new(), registry);
+    match supervise::scan::scan(&dir) {
+        Ok(scan) => sup.start(scan.services, scan.error),
+        Err(e) => sup.start(Vec::new(), Some(e)),
+    }
+
+    // ---- From here on PID 1 must not die: handlers log and carry on; only poll failing ends
+    // ---- the loop, and even then dinit reports and exits with the internal-error code.
+    match event_loop::run(&mut poll, &mut signals, &mut child_signal, &mut sup) {
+        Ok(code) => code,
+        Err(e) => {
+            error!(sup.out, "exiting: poll: {e}");
+            flush_blocking(&mut sup.out);
+            supervise::exit::INTERNAL
+        }
+    }
+}
+
+fn early_fail(msg: std::fmt::Arguments<'_>) -> u8 {
+    log::early(Level::Error, msg);
+    supervise::exit::DINIT_FAILED
+}
+
+/// Last words when the loop cannot run: write what is queued, waiting if need be.
+fn flush_blocking(out: &mut Output) {
+    for _ in 0..1000 {
+        out.flush();
+        if out.is_drained() {
+            return;
+        }
+        out.sink_mut(Stream::Stdout).set_writable();
+        out.sink_mut(Stream::Stderr).set_writable();
+        let _ = nix::poll::poll(&mut [], nix::poll::PollTimeout::from(10u8));
+    }
+}
