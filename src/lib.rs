@@ -97,6 +97,7 @@ fn run() -> u8 {
     // Before anything is opened: fds 0-2 exist, and nothing inherited leaks into services.
     let closed = sink::ensure_std_fds();
     supervise::spawn::cloexec_inherited_fds();
+    supervise::spawn::raise_nofile_limit();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let cfg = match Config::from_env(&cwd) {
         Ok(c) => c,

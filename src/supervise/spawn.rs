@@ -208,6 +208,9 @@ unsafe fn exec_child(
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        if let Some(limit) = INHERITED_NOFILE.get() {
+            libc::setrlimit(libc::RLIMIT_NOFILE, limit);
+        }
         // The sources are all >= 3 (fds 0-2 of dinit are always open), so no dup2 clobbers
         // another source; dup2 clears close-on-exec on the target.
         for (target, src) in fds.iter().enumerate() {
@@ -231,6 +234,26 @@ unsafe fn fail(status: RawFd) -> ! {
         let bytes = errno.to_ne_bytes();
         libc::write(status, bytes.as_ptr().cast(), bytes.len());
         libc::_exit(127)
+    }
+}
+
+/// The open-files limit dinit was started with, which its children get back (see
+/// [`raise_nofile_limit`]).
+static INHERITED_NOFILE: OnceLock<libc::rlimit> = OnceLock::new();
+
+/// dinit holds two or three fds per program it runs, so a container with a thousand services
+/// would hit a soft limit of 1024: raise it to the hard limit for dinit itself. Programs get the
+/// original soft limit back before exec (some still use `select`, which breaks above 1024).
+pub fn raise_nofile_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let _ = INHERITED_NOFILE.set(lim);
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
     }
 }
 

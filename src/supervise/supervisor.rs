@@ -955,7 +955,7 @@ impl Supervisor {
         for (pid, name) in adopted {
             info!(self.out, "{name}/{pid}: terminating");
             info!(self.out, "{name}/{pid}: sending SIGTERM to PID {pid}");
-            let _ = kill(pid, Signal::SIGTERM);
+            let _ = terminate(pid);
         }
         if let Some(t) = self.cfg.stop_timeout {
             self.timers.arm(now + t, Timer::StopTimeout);
@@ -1005,7 +1005,7 @@ impl Supervisor {
     fn send_term(&mut self, i: usize, pid: Pid) {
         let label = &self.services[i].label;
         info!(self.out, "{label}/run: sending SIGTERM to PID {pid}");
-        if let Err(e) = kill(pid, Signal::SIGTERM)
+        if let Err(e) = terminate(pid)
             && e != Errno::ESRCH
         {
             warn!(
@@ -1089,7 +1089,7 @@ impl Supervisor {
                 "{name}/{pid}: terminating reparented child process with PID {pid}{sep}{text}"
             );
             info!(self.out, "{name}/{pid}: sending SIGTERM to PID {pid}");
-            let _ = kill(pid, Signal::SIGTERM);
+            let _ = terminate(pid);
             self.procs
                 .insert(pid, Role::Orphan { name }, Vec::new(), None);
             self.timers.arm(
@@ -1406,6 +1406,14 @@ impl Supervisor {
         m.insert("orphans".into(), Value::Array(orphans));
         Ok(m)
     }
+}
+
+/// SIGTERM, then SIGCONT: a process that stopped itself (SIGSTOP) could not act on the TERM
+/// and the stop would wait for it forever; runit's `sv down` does the same.
+fn terminate(pid: Pid) -> nix::Result<()> {
+    kill(pid, Signal::SIGTERM)?;
+    let _ = kill(pid, Signal::SIGCONT);
+    Ok(())
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, read once).
