@@ -726,7 +726,10 @@ impl Supervisor {
                     "{}/run: PID {pid} finished {exit}",
                     self.services[i].label
                 );
-                self.record(Kind::Program, exit, stopping);
+                // A stop an operator asked for is not a failure.
+                if self.services[i].pending == Pending::None {
+                    self.record(Kind::Program, exit, stopping);
+                }
                 self.after_run(i, exit);
             }
             Role::Finish(i) => {
