@@ -1162,17 +1162,19 @@ impl Supervisor {
             info!(self.out, "all services finished, exiting");
             self.begin_shutdown();
         }
-        if matches!(self.phase, Phase::Stopping { .. })
-            && self.procs.is_empty()
-            && self.children != Children::None
-        {
+        let Phase::Stopping { since } = self.phase else {
+            return (self.phase == Phase::Done && self.out.is_drained()).then(|| self.exit.get());
+        };
+        // Under `ignore`, orphans that the shutdown terminates are not waited for.
+        let ignore = self.cfg.policy == Policy::Ignore;
+        let waiting = self.procs.any(|r| !(ignore && matches!(r, Role::Orphan { .. })));
+        if !waiting && self.children != Children::None {
             // Without a SIGCHLD (nothing was ever started) only asking tells there is no child.
             self.reap();
         }
-        if matches!(self.phase, Phase::Stopping { .. })
-            && self.procs.is_empty()
-            && (self.cfg.policy == Policy::Ignore || self.children == Children::None)
-        {
+        // Every policy terminates the orphans found at shutdown: one scan at least after it began.
+        let scanned = self.last_scan >= since;
+        if !waiting && scanned && (ignore || self.children == Children::None) {
             self.phase = Phase::Done;
             self.pipes.drain_all(&self.registry, &mut self.out);
             if let Some(e) = self.first_error.take() {
