@@ -43,6 +43,14 @@ usage: dinit            run every <DINIT_DIR>/<service>/run (arguments are ignor
        dinit --version  print the version
        dinit --help     print this text
 
+As a client of the running dinit (over its control socket):
+       dinit status [--json] [SERVICE...]   runit-style status lines, or JSON
+       dinit check [SERVICE...]             health check: exit 0 when healthy
+       dinit up|down|restart [-w SEC] SERVICE...
+       dinit signal SIG SERVICE...
+       dinit shutdown
+Invoked as `sv` (a link to this binary), it is runit's `sv`.
+
 Configuration is read from the environment:
   DINIT_DIR                 service directory (default /etc/service)
   DINIT_LOG_LEVEL           none, error, warn, info, debug (default warn)
@@ -50,6 +58,8 @@ Configuration is read from the environment:
   DINIT_KILL_TIMEOUT        seconds before SIGKILL for orphans and finish scripts (default 30)
   DINIT_STOP_TIMEOUT        seconds after which a shutdown kills what is left (default 0: never)
   DINIT_REPARENTING_POLICY  terminate (default), adopt or ignore
+  DINIT_CONTROL_SOCKET      control socket: a path (default /run/dinit/control.sock), @name, none
+  DINIT_CHECK_TIMEOUT       seconds a check script may take in `dinit check` (default 5)
 ";
 
 /// The whole program: `main.rs` calls only this.

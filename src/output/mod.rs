@@ -84,21 +84,28 @@ impl Output {
 
     /// Queues one own message on stderr (callers check [`Output::enabled`] first; see `log!`).
     pub fn own(&mut self, level: Level, msg: fmt::Arguments<'_>) {
+        if !self.held.is_empty() {
+            // Own messages keep their order: behind a held `finished` line, wait with it.
+            return self.hold(level, msg);
+        }
         let ts = self.clock.now();
         log::format_line(self.queue(Stream::Stderr), &ts, level, msg);
+    }
+
+    fn hold(&mut self, level: Level, msg: fmt::Arguments<'_>) {
+        let ts = self.clock.now();
+        let mut line = Vec::with_capacity(96);
+        log::format_line(&mut line, &ts, level, msg);
+        self.held.push_back((self.out.queued_total(), line));
     }
 
     /// An own message that must not overtake the stdout records queued so far (the
     /// `finished` line of a process whose last lines are still on their way).
     pub fn own_after_stdout(&mut self, level: Level, msg: fmt::Arguments<'_>) {
-        let need = self.out.queued_total();
-        if need <= self.out.written_total() && self.held.is_empty() {
+        if self.out.queued_total() <= self.out.written_total() && self.held.is_empty() {
             return self.own(level, msg);
         }
-        let ts = self.clock.now();
-        let mut line = Vec::with_capacity(96);
-        log::format_line(&mut line, &ts, level, msg);
-        self.held.push_back((need, line));
+        self.hold(level, msg);
     }
 
     /// The queue to append records to.
