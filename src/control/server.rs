@@ -166,19 +166,22 @@ impl Control {
             }
             c.closing = true;
         }
-        self.flush(token, registry);
+        // The responses come from the supervisor; `flush` runs once they are queued, so a
+        // client that half-closes right after its request still gets its answer.
+        let _ = registry;
     }
 
-    /// Queues a response line for `token` and writes what it can.
-    pub fn respond(&mut self, token: Token, line: &str, registry: &Registry) {
+    /// Queues a response line for `token` (written by [`Control::flush`]).
+    pub fn respond(&mut self, token: Token, line: &str) {
         if let Some(c) = self.conns.get_mut(&token) {
             c.output.extend_from_slice(line.as_bytes());
             c.output.push(b'\n');
         }
-        self.flush(token, registry);
     }
 
-    fn flush(&mut self, token: Token, registry: &Registry) {
+    /// Writes what it can of `token`'s responses; closes the connection once a closing one has
+    /// nothing left to write, or when its client lets too much pile up.
+    pub fn flush(&mut self, token: Token, registry: &Registry) {
         let Some(c) = self.conns.get_mut(&token) else {
             return;
         };

@@ -453,18 +453,14 @@ impl Supervisor {
         } else if self.control.owns(token) {
             let mut requests = Vec::new();
             self.control.on_ready(token, &self.registry, &mut requests);
-            for Incoming {
-                token,
-                uid,
-                request,
-            } in requests
-            {
+            for Incoming { uid, request, .. } in requests {
                 let response = match request {
                     Ok(r) => self.request(r, uid),
                     Err(e) => protocol::error(&e),
                 };
-                self.control.respond(token, &response, &self.registry);
+                self.control.respond(token, &response);
             }
+            self.control.flush(token, &self.registry);
         }
     }
 
