@@ -66,26 +66,32 @@ pub fn run(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+        let (mut signalled, mut child) = (false, false);
         for event in events.iter() {
             match event.token() {
-                SIGNALS => {
-                    for sig in signals.pending() {
-                        sup.on_signal(sig);
-                    }
-                }
+                SIGNALS => signalled = true,
+                CHILD => child = true,
                 STDOUT => sup.out.sink_mut(Stream::Stdout).set_writable(),
                 STDERR => sup.out.sink_mut(Stream::Stderr).set_writable(),
                 CONTROL => sup.on_control_listener(),
-                CHILD => {
-                    crate::signals::drain(child_signal);
-                    sup.on_signal(libc::SIGCHLD);
-                }
                 token => {
                     if !sup.pipes.mark_ready(token) {
                         sup.on_token(token);
                     }
                 }
             }
+        }
+        // Signals before children: a SIGTERM sent to the whole process group (Ctrl-C, `timeout`,
+        // `kill -- -pgid`) reaches dinit before the service it also killed can end, so it is
+        // already pending when that end is reaped, and the shutdown counts as asked for.
+        if signalled || child {
+            for sig in signals.pending() {
+                sup.on_signal(sig);
+            }
+        }
+        if child {
+            crate::signals::drain(child_signal);
+            sup.on_signal(libc::SIGCHLD);
         }
     }
 }

@@ -209,6 +209,12 @@ pub struct Supervisor {
     /// When the next orphan scan is due, and when the last one ran.
     next_scan: Instant,
     last_scan: Instant,
+    /// The last scan saw orphans too young to handle yet.
+    orphans_pending: bool,
+    /// Since when no service keeps dinit running (under `adopt`, orphans may still be adopted).
+    idle_since: Option<Instant>,
+    /// `DINIT_STOP_TIMEOUT` expired: whatever is found from now on gets SIGKILL.
+    stop_expired: bool,
     pub started: SystemTime,
     reaped: Vec<Reaped>,
     /// Reaping stopped at its per-turn limit: go on at once on the next turn.
@@ -245,6 +251,9 @@ impl Supervisor {
             children: Children::Some,
             next_scan: Instant::now() + NEVER,
             last_scan: Instant::now(),
+            orphans_pending: false,
+            idle_since: None,
+            stop_expired: false,
             started: SystemTime::now(),
             reaped: Vec::new(),
             reap_again: false,
@@ -918,6 +927,9 @@ impl Supervisor {
             );
             let _ = kill(pid, Signal::SIGKILL);
         }
+        // What the killed leave behind is reparented to dinit and gets the same (`scan_orphans`).
+        self.stop_expired = true;
+        self.want_scan(Instant::now());
     }
 
     fn label_of(&self, pid: Pid, role: &Role) -> String {
@@ -1059,6 +1071,13 @@ impl Supervisor {
             if info.state == b'Z' {
                 continue; // the reaper takes it
             }
+            if self.stop_expired {
+                let name = orphans::name_from(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default(), &stat);
+                warn!(self.out, "{name}/{pid}: stop timeout expired, sending SIGKILL to PID {pid}");
+                let _ = kill(pid, Signal::SIGKILL);
+                self.procs.insert(pid, Role::Orphan { name }, Vec::new(), None);
+                continue;
+            }
             if info.age().is_some_and(|age| age < ORPHAN_MATURITY) {
                 immature = true;
                 continue;
@@ -1096,6 +1115,7 @@ impl Supervisor {
                 Timer::OrphanKill(pid),
             );
         }
+        self.orphans_pending = immature;
         if immature {
             self.want_scan(now + ORPHAN_MATURITY);
         }
@@ -1155,8 +1175,12 @@ impl Supervisor {
             && !self.services.iter().any(Service::active)
             && !self.procs.any(|r| matches!(r, Role::Adopted { .. }))
         {
-            info!(self.out, "all services finished, exiting");
-            self.begin_shutdown();
+            if self.nothing_to_adopt() {
+                info!(self.out, "all services finished, exiting");
+                self.begin_shutdown();
+            }
+        } else {
+            self.idle_since = None;
         }
         let Phase::Stopping { since } = self.phase else {
             return (self.phase == Phase::Done && self.out.is_drained()).then(|| self.exit.get());
@@ -1180,6 +1204,28 @@ impl Supervisor {
             info!(self.out, "dinit exiting with status {}", self.exit.get());
         }
         (self.phase == Phase::Done && self.out.is_drained()).then(|| self.exit.get())
+    }
+
+    /// Under `adopt`, a service that started a daemon and exited 115 leaves it to be adopted:
+    /// before "nothing is left", one scan must have looked at every orphan, old enough to be
+    /// named (the 10 ms rule), since the last service ended.
+    fn nothing_to_adopt(&mut self) -> bool {
+        if self.cfg.policy != Policy::Adopt {
+            return true;
+        }
+        if self.children != Children::None {
+            self.reap();
+        }
+        if self.children == Children::None {
+            return true;
+        }
+        let now = Instant::now();
+        let since = *self.idle_since.get_or_insert(now);
+        if self.last_scan < since {
+            self.want_scan(now);
+            return false;
+        }
+        !self.orphans_pending
     }
 
     /// The poll timeout: the earliest deadline, or at once when work is waiting.
