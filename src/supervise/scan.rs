@@ -78,7 +78,9 @@ pub fn scan(dir: &Path) -> Result<Scan, Error> {
                     // Anything else (a directory, no permission): try to start it and report that.
                     _ => true,
                 };
-                let down = std::fs::symlink_metadata(path.join("down")).is_ok();
+                // runit's rule: `stat("down")`, through symlinks, so a link to a flag file that
+                // does not exist (yet) leaves the service up.
+                let down = std::fs::metadata(path.join("down")).is_ok();
                 services.push(ServiceDef {
                     name: name.into_vec(),
                     dir: path,

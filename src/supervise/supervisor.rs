@@ -1307,42 +1307,26 @@ impl Supervisor {
             return Err(format!("{}: not running", self.services[i].label));
         }
         for i in idx {
-            info!(
-                self.out,
-                "{}/run: {} requested by uid {uid}",
-                self.services[i].label,
-                req.name()
-            );
-            let s = &mut self.services[i];
-            match (req, s.run) {
-                (Request::Signal { signal, .. }, RunState::Running { pid, .. }) => {
-                    if let Ok(sig) = Signal::try_from(*signal) {
-                        let _ = kill(pid, sig);
-                    }
+            let s = &self.services[i];
+            let action = decide(req, s.run, s.pending);
+            if action == Action::Nothing {
+                continue; // already where it was asked to be: no change, no line
+            }
+            info!(self.out, "{}/run: {} requested by uid {uid}", s.label, req.name());
+            match action {
+                Action::Signal(pid, sig) => {
+                    let _ = kill(pid, sig);
                 }
-                (Request::Up { .. } | Request::Restart { .. }, RunState::Down { .. }) => {
-                    s.pending = Pending::None;
+                Action::Start => {
+                    self.services[i].pending = Pending::None;
                     self.start_service(i, true);
                 }
-                (Request::Up { .. }, RunState::Running { .. }) if s.pending == Pending::Down => {
-                    s.pending = Pending::Restart; // on its way down: bring it back
+                Action::Then(pending) => self.services[i].pending = pending,
+                Action::Stop(pending) => {
+                    self.services[i].pending = pending;
+                    self.stop_service(i);
                 }
-                (Request::Up { .. } | Request::Restart { .. }, RunState::Finishing { .. }) => {
-                    s.pending = Pending::Restart
-                }
-                (Request::Down { .. }, RunState::Finishing { .. }) => s.pending = Pending::Down,
-                (Request::Down { .. } | Request::Restart { .. }, RunState::Running { .. }) => {
-                    let first = s.pending == Pending::None;
-                    s.pending = if matches!(req, Request::Down { .. }) {
-                        Pending::Down
-                    } else {
-                        Pending::Restart
-                    };
-                    if first {
-                        self.stop_service(i);
-                    }
-                }
-                _ => {}
+                Action::Nothing => {}
             }
         }
         Ok(serde_json::Map::new())
@@ -1452,6 +1436,39 @@ impl Supervisor {
         m.insert("services".into(), Value::Array(services));
         m.insert("orphans".into(), Value::Array(orphans));
         Ok(m)
+    }
+}
+
+/// What an operator's request does to a service in a given state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Nothing,
+    Signal(Pid, Signal),
+    /// Start `run` now.
+    Start,
+    /// Stop `run` now, and then do this.
+    Stop(Pending),
+    /// Once `run` (and `finish`) ended, do this.
+    Then(Pending),
+}
+
+/// `up`, `down`, `restart`, `signal` against `run`'s state and what is already pending. Pure.
+fn decide(req: &Request, run: RunState, pending: Pending) -> Action {
+    use {Pending as P, Request as R, RunState as S};
+    match (req, run, pending) {
+        (R::Signal { signal, .. }, S::Running { pid, .. }, _) => {
+            Signal::try_from(*signal).map_or(Action::Nothing, |sig| Action::Signal(pid, sig))
+        }
+        (R::Up { .. } | R::Restart { .. }, S::Down { .. }, _) => Action::Start,
+        // On its way down: bring it back once it is.
+        (R::Up { .. }, S::Running { .. } | S::Finishing { .. }, P::Down) => Action::Then(P::Restart),
+        (R::Restart { .. }, S::Finishing { .. }, P::None | P::Down) => Action::Then(P::Restart),
+        (R::Down { .. }, S::Finishing { .. }, P::None | P::Restart) => Action::Then(P::Down),
+        (R::Down { .. }, S::Running { .. }, P::None) => Action::Stop(P::Down),
+        (R::Down { .. }, S::Running { .. }, P::Restart) => Action::Then(P::Down),
+        (R::Restart { .. }, S::Running { .. }, P::None) => Action::Stop(P::Restart),
+        (R::Restart { .. }, S::Running { .. }, P::Down) => Action::Then(P::Restart),
+        _ => Action::Nothing,
     }
 }
 
