@@ -1517,3 +1517,49 @@ impl ProcStat {
         Some(now.saturating_sub(start))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running() -> RunState {
+        RunState::Running { pid: Pid::from_raw(7), since: SystemTime::UNIX_EPOCH }
+    }
+    fn finishing() -> RunState {
+        RunState::Finishing { pid: Pid::from_raw(8), exit: Exit::Code(0), since: SystemTime::UNIX_EPOCH }
+    }
+    fn down() -> RunState {
+        RunState::Down { why: Down::DownFile, since: SystemTime::UNIX_EPOCH }
+    }
+    fn req(name: &str) -> Request {
+        let services = vec!["x".to_owned()];
+        match name {
+            "up" => Request::Up { services },
+            "down" => Request::Down { services },
+            "restart" => Request::Restart { services },
+            _ => Request::Signal { signal: libc::SIGHUP, services },
+        }
+    }
+
+    #[test]
+    fn requests_against_states() {
+        use Pending as P;
+        assert_eq!(decide(&req("up"), down(), P::None), Action::Start);
+        assert_eq!(decide(&req("restart"), down(), P::None), Action::Start);
+        assert_eq!(decide(&req("down"), down(), P::None), Action::Nothing);
+        assert_eq!(decide(&req("up"), running(), P::None), Action::Nothing);
+        assert_eq!(decide(&req("up"), running(), P::Restart), Action::Nothing);
+        assert_eq!(decide(&req("up"), running(), P::Down), Action::Then(P::Restart));
+        assert_eq!(decide(&req("down"), running(), P::None), Action::Stop(P::Down));
+        assert_eq!(decide(&req("down"), running(), P::Down), Action::Nothing);
+        assert_eq!(decide(&req("down"), running(), P::Restart), Action::Then(P::Down));
+        assert_eq!(decide(&req("restart"), running(), P::None), Action::Stop(P::Restart));
+        assert_eq!(decide(&req("restart"), running(), P::Down), Action::Then(P::Restart));
+        assert_eq!(decide(&req("restart"), running(), P::Restart), Action::Nothing);
+        assert_eq!(decide(&req("down"), finishing(), P::None), Action::Then(P::Down));
+        assert_eq!(decide(&req("restart"), finishing(), P::None), Action::Then(P::Restart));
+        assert_eq!(decide(&req("up"), finishing(), P::Down), Action::Then(P::Restart));
+        assert_eq!(decide(&req("signal"), running(), P::None), Action::Signal(Pid::from_raw(7), Signal::SIGHUP));
+        assert_eq!(decide(&req("signal"), down(), P::None), Action::Nothing);
+    }
+}
