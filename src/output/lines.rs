@@ -98,7 +98,10 @@ fn emit_pieces<'a>(mut line: &'a [u8], emit: &mut impl FnMut(&[u8])) -> &'a [u8]
     line
 }
 
-/// The largest cut <= `at` that does not split a well-formed UTF-8 character.
+/// The cut for a piece that would end at `at`: moved back to the start of the UTF-8 character
+/// that `line[at]` continues, when `line[lead..=at]` is the start of one (a lead byte, then
+/// continuation bytes). Only bytes up to `at` decide, so the cut is the same however the stream
+/// was split into reads (the rest of the character may not have arrived yet).
 fn utf8_cut(line: &[u8], at: usize) -> usize {
     // Walk back over at most 3 continuation bytes to the lead byte that owns line[at].
     let mut lead = at;
@@ -114,12 +117,7 @@ fn utf8_cut(line: &[u8], at: usize) -> usize {
         0xF0..=0xF4 => 4,
         _ => return at, // not a lead byte: invalid UTF-8, any cut is as good
     };
-    if lead + width > at && std::str::from_utf8(&line[lead..(lead + width).min(line.len())]).is_ok()
-    {
-        lead
-    } else {
-        at
-    }
+    if lead + width > at { lead } else { at }
 }
 
 #[cfg(test)]
@@ -217,6 +215,19 @@ mod tests {
             let out = split(&data.chunks(chunk).collect::<Vec<_>>());
             assert_eq!(out[0].len(), MAX_RECORD - 1);
             assert_eq!(out[1], "éz".as_bytes());
+        }
+    }
+
+    #[test]
+    fn cut_is_the_same_whatever_the_reads() {
+        // A 4-byte character straddling the 64 KiB cut, arriving in every possible split.
+        let mut data = vec![b'a'; MAX_RECORD - 2];
+        data.extend_from_slice("😀".as_bytes());
+        data.extend_from_slice(b"z\n");
+        let whole = split(&[&data]);
+        assert_eq!(whole[0].len(), MAX_RECORD - 2);
+        for at in MAX_RECORD - 4..MAX_RECORD + 4 {
+            assert_eq!(split(&[&data[..at], &data[at..]]), whole, "split at {at}");
         }
     }
 
