@@ -243,6 +243,9 @@ fn terminate_state() {
         .block_signals(&[libc::SIGUSR2])
         .spawn();
     d.wait_file("web.started", LONG);
+    // dinit prints `running with PID` once it learns the exec worked, which may be after the
+    // service already started.
+    wait_until(LONG, || r.reported_pid("web/run").is_some());
     let run_ns = r.reported_pid("web/run").expect("web/run pid");
     r.signal(libc::SIGTERM);
     let term = sleeping_child(&r, &d.dir().join("web"), |c| {

@@ -1,9 +1,10 @@
 //! Just enough JSON for the output path: is this line one JSON object, where are its top-level
 //! `service`/`stage`/`logged` members, and how to write a string as JSON.
 //!
-//! Pure and allocation-free per line. The scanner accepts exactly what `serde_json` accepts as one
-//! object (RFC 8259, UTF-8, nesting up to 128), so a record dinit writes always parses; the fuzz
-//! target `json_scan` holds it to that.
+//! Pure and allocation-free per line. The scanner accepts what `serde_json` accepts as one object
+//! (RFC 8259, UTF-8, nesting up to 127 levels), except numbers of magnitude 1e308 and more
+//! (serde_json and Go refuse those beyond f64, with some rounding near the limit), so a record
+//! dinit writes always parses; the fuzz target `json_scan` holds it to that.
 
 /// Nesting limit: `serde_json` (recursion limit 128) accepts at most 127 levels.
 const MAX_DEPTH: usize = 127;

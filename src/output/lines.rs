@@ -8,6 +8,9 @@
 /// The longest piece of a line handed out at once (64 KiB).
 pub const MAX_RECORD: usize = 64 * 1024;
 
+/// A held-back line buffer up to this capacity is kept for reuse; a bigger one is freed.
+const KEEP: usize = 4096;
+
 #[derive(Default)]
 pub struct LineSplitter {
     /// The start of a line whose end has not arrived yet (at most `MAX_RECORD` bytes).
@@ -31,10 +34,14 @@ impl LineSplitter {
             match memchr::memchr(b'\n', data) {
                 Some(nl) => {
                     self.push_carry(&data[..nl], &mut emit);
-                    let line = std::mem::take(&mut self.carry);
+                    let mut line = std::mem::take(&mut self.carry);
                     emit_line(&line, &mut emit);
-                    self.carry = line;
-                    self.carry.clear();
+                    // Keep a small buffer for the next partial line; give a big one back (a
+                    // service that once printed a long line must not cost 128 KiB for ever).
+                    if line.capacity() <= KEEP {
+                        line.clear();
+                        self.carry = line;
+                    }
                     data = &data[nl + 1..];
                 }
                 None => {
@@ -56,9 +63,6 @@ impl LineSplitter {
         }
         if start < data.len() {
             self.push_carry(&data[start..], &mut emit);
-        }
-        if self.carry.capacity() > 2 * MAX_RECORD {
-            self.carry.shrink_to(MAX_RECORD);
         }
     }
 
@@ -229,6 +233,20 @@ mod tests {
         for at in MAX_RECORD - 4..MAX_RECORD + 4 {
             assert_eq!(split(&[&data[..at], &data[at..]]), whole, "split at {at}");
         }
+    }
+
+    #[test]
+    fn long_line_buffer_is_given_back() {
+        let mut s = LineSplitter::new();
+        let mut n = 0;
+        let long = vec![b'x'; 3 * MAX_RECORD];
+        for chunk in long.chunks(1000) {
+            s.feed(chunk, |l| n += l.len());
+        }
+        assert!(s.carry.capacity() > KEEP);
+        s.feed(b"\nshort", |l| n += l.len());
+        assert!(s.carry.capacity() <= KEEP, "{}", s.carry.capacity());
+        assert_eq!(n, 3 * MAX_RECORD);
     }
 
     #[test]

@@ -191,7 +191,7 @@ impl Sink {
         self.buf.clear();
         self.head = 0;
         // After a burst, give the memory back: an idle dinit should stay small.
-        if self.buf.capacity() > 2 * HIGH_WATER {
+        if self.buf.capacity() > 256 * 1024 {
             self.buf.shrink_to(64 * 1024);
         }
     }

@@ -57,6 +57,12 @@ struct Ident {
     chr: bool,
 }
 
+/// Whether `pid`'s stdout now points to a character device (`/dev/null`): a daemon that
+/// finished daemonizing only after it was adopted has thrown the captured pipe away.
+pub fn stdout_dropped(pid: Pid) -> bool {
+    ident(pid, 1).is_some_and(|id| id.chr)
+}
+
 fn ident(pid: Pid, fd: i32) -> Option<Ident> {
     let st = nix::sys::stat::stat(format!("/proc/{pid}/fd/{fd}").as_str()).ok()?;
     let chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;

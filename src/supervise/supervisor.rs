@@ -44,6 +44,8 @@ const SCAN_PERIOD_STOPPING: Duration = Duration::from_millis(100);
 const ORPHAN_MATURITY: Duration = Duration::from_millis(10);
 /// SIGCHLD asks for a scan, but not more often than this (a fork storm sends thousands).
 const SCAN_MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// How often an adopted process's output is captured again (see `recapture`).
+const MAX_CAPTURES: u8 = 3;
 /// Reaped orphans named one by one, per second; past that a burst is summed up in one line.
 const NAMED_REAPS_PER_SEC: f64 = 10.0;
 /// Children reaped per turn of the loop, so that a fork storm cannot starve the pipes.
@@ -215,6 +217,8 @@ pub struct Supervisor {
     idle_since: Option<Instant>,
     /// `DINIT_STOP_TIMEOUT` expired: whatever is found from now on gets SIGKILL.
     stop_expired: bool,
+    /// Adopted processes whose output dinit captures: how many times it did.
+    captures: HashMap<Pid, u8>,
     pub started: SystemTime,
     reaped: Vec<Reaped>,
     /// Reaping stopped at its per-turn limit: go on at once on the next turn.
@@ -254,6 +258,7 @@ impl Supervisor {
             orphans_pending: false,
             idle_since: None,
             stop_expired: false,
+            captures: HashMap::new(),
             started: SystemTime::now(),
             reaped: Vec::new(),
             reap_again: false,
@@ -775,6 +780,7 @@ impl Supervisor {
                 info_after_stdout!(self.out, "{name}/{pid}: PID {pid} finished {exit}");
             }
             Role::Adopted { name } => {
+                self.captures.remove(&pid);
                 info_after_stdout!(self.out, "{name}/{pid}: PID {pid} finished {exit}");
                 self.record(Kind::Program, exit, stopping);
                 self.begin_shutdown();
@@ -1049,6 +1055,9 @@ impl Supervisor {
         } else if self.cfg.policy != Policy::Ignore {
             self.want_scan(now + SCAN_PERIOD);
         }
+        if !self.stopping() && !self.captures.is_empty() {
+            self.recapture();
+        }
         let me = std::process::id();
         let Ok(list) = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")) else {
             return;
@@ -1123,25 +1132,9 @@ impl Supervisor {
 
     /// Tracks `pid` like a service, its output captured as `<name>/<pid>` when ptrace allows.
     fn adopt(&mut self, pid: Pid, name: String) {
-        let src = Rc::new(Source::new(name.as_bytes(), &pid.to_string()));
         let mut tokens = Vec::new();
-        let redirected = match (spawn::pipe(), spawn::pipe()) {
-            (Ok((out_r, out_w)), Ok((err_r, err_w))) => {
-                match adopt::redirect(pid, &out_w, &err_w) {
-                    Ok(()) => {
-                        tokens = self.watch(Some(out_r), err_r, &src, &src, usize::MAX);
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            (Err(e), _) | (_, Err(e)) => Err(AdoptError::Step {
-                step: "pipe",
-                errno: e,
-            }),
-        };
-        match redirected {
-            Ok(()) => {}
+        match self.capture(pid, &name) {
+            Ok(t) => tokens = t,
             Err(AdoptError::Gone(ws)) => {
                 info!(
                     self.out,
@@ -1164,6 +1157,50 @@ impl Supervisor {
             ),
         }
         self.procs.insert(pid, Role::Adopted { name }, tokens, None);
+    }
+
+    /// Redirects `pid`'s stdout and stderr into new pipes watched as `<name>/<pid>`.
+    fn capture(&mut self, pid: Pid, name: &str) -> Result<Vec<Token>, AdoptError> {
+        let pipe = || spawn::pipe().map_err(|errno| AdoptError::Step { step: "pipe", errno });
+        let ((out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?);
+        adopt::redirect(pid, &out_w, &err_w)?;
+        *self.captures.entry(pid).or_insert(0) += 1;
+        let src = Rc::new(Source::new(name.as_bytes(), &pid.to_string()));
+        Ok(self.watch(Some(out_r), err_r, &src, &src, usize::MAX))
+    }
+
+    /// An adopted daemon may finish daemonizing (stdout to /dev/null) only after dinit took
+    /// it over, throwing the captured pipe away: capture it again, a few times at most.
+    fn recapture(&mut self) {
+        let lost: Vec<(Pid, String)> = self
+            .procs
+            .iter()
+            .filter_map(|(pid, p)| match &p.role {
+                Role::Adopted { name } => Some((pid, name.clone())),
+                _ => None,
+            })
+            .filter(|(pid, _)| self.captures.get(pid).is_some_and(|n| *n < MAX_CAPTURES))
+            .filter(|(pid, _)| adopt::stdout_dropped(*pid))
+            .collect();
+        for (pid, name) in lost {
+            info!(self.out, "{name}/{pid}: stdout moved to a device after adoption, redirecting again");
+            match self.capture(pid, &name) {
+                Ok(tokens) => {
+                    if let Some(p) = self.procs.get_mut(pid) {
+                        p.pipes.extend(tokens);
+                    }
+                }
+                Err(AdoptError::Gone(ws)) => {
+                    if let Some(exit) = Exit::from_wait(ws) {
+                        self.on_exit(Reaped { pid, exit, name: None });
+                    }
+                }
+                Err(e) => {
+                    self.captures.remove(&pid);
+                    warn!(self.out, "{name}/{pid}: error redirecting stdout and stderr: {e}");
+                }
+            }
+        }
     }
 
     // ---- the end --------------------------------------------------------------------------

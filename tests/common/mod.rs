@@ -292,7 +292,11 @@ pub struct Launcher {
     block: Vec<i32>,
     program: Option<PathBuf>,
     setup: Option<String>,
+    consumer: Option<Consumer>,
 }
+
+/// What [`Launcher::stdout_consumer`] hands dinit's stdout to.
+type Consumer = Box<dyn FnMut(&[u8]) + Send>;
 
 /// A launcher for the binary under test with a clean environment: `PATH`, `DINIT_DIR` (the
 /// test dir) and `DINIT_CONTROL_SOCKET` (a per-test path under the temp root, so parallel tests
@@ -318,6 +322,7 @@ pub fn launch(d: &TestDir) -> Launcher {
         block: Vec::new(),
         program: None,
         setup: None,
+        consumer: None,
     }
 }
 
@@ -402,7 +407,16 @@ impl Launcher {
         self
     }
 
-    pub fn spawn(self) -> Dinit {
+    /// Hands every chunk read from dinit's stdout to `f`, on the reader thread, instead of
+    /// keeping it: the `Dinit`'s stdout buffer stays empty. For output too large to keep (a flood
+    /// of hundreds of MB checked as it streams) and for a reader that paces itself (`f` may
+    /// sleep: a slow `docker logs`). With [`OutMode::Paused`], chunks flow once resumed.
+    pub fn stdout_consumer(mut self, f: impl FnMut(&[u8]) + Send + 'static) -> Self {
+        self.consumer = Some(Box::new(f));
+        self
+    }
+
+    pub fn spawn(mut self) -> Dinit {
         let bin = self.program.clone().unwrap_or_else(bin);
         let mut argv: Vec<OsString> = Vec::new();
         if !self.inherit_fds.is_empty() {
@@ -525,15 +539,15 @@ impl Launcher {
                 cv: Condvar::new(),
             });
             out_fd = Some(r.as_raw_fd());
-            let (s, c) = (out.clone(), ctl.clone());
-            threads.push(std::thread::spawn(move || reader(r, s, Some(c))));
+            let (s, c, f) = (out.clone(), ctl.clone(), self.consumer.take());
+            threads.push(std::thread::spawn(move || reader(r, s, Some(c), f)));
             out_ctl = Some(ctl);
         } else {
             out.eof.store(true, Ordering::SeqCst);
         }
         if let Some(r) = err_reader {
             let s = err.clone();
-            threads.push(std::thread::spawn(move || reader(r, s, None)));
+            threads.push(std::thread::spawn(move || reader(r, s, None, None)));
         } else {
             err.eof.store(true, Ordering::SeqCst);
         }
@@ -603,7 +617,7 @@ struct Ctl {
     cv: Condvar,
 }
 
-fn reader(mut r: PipeReader, s: Arc<Stream>, ctl: Option<Arc<Ctl>>) {
+fn reader(mut r: PipeReader, s: Arc<Stream>, ctl: Option<Arc<Ctl>>, mut consume: Option<Consumer>) {
     let mut buf = vec![0u8; 1 << 16];
     loop {
         if let Some(c) = &ctl {
@@ -620,7 +634,10 @@ fn reader(mut r: PipeReader, s: Arc<Stream>, ctl: Option<Arc<Ctl>>) {
         }
         match r.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => s.buf.lock().unwrap().extend_from_slice(&buf[..n]),
+            Ok(n) => match consume.as_mut() {
+                Some(f) => f(&buf[..n]),
+                None => s.buf.lock().unwrap().extend_from_slice(&buf[..n]),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         }
@@ -844,6 +861,15 @@ impl Dinit {
 
     // ---- stdout control --------------------------------------------------------------------
 
+    /// Stops reading dinit's stdout after the read in progress, until [`Dinit::resume_stdout`].
+    pub fn pause_stdout(&self) {
+        let c = self
+            .out_ctl
+            .as_ref()
+            .expect("stdout is not a controlled pipe");
+        *c.state.lock().unwrap() = CtlState::Paused;
+        c.cv.notify_all();
+    }
     pub fn resume_stdout(&self) {
         let c = self
             .out_ctl
