@@ -7,7 +7,7 @@
 //! reaping or from a SIGTERM.
 
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
@@ -26,6 +26,10 @@ const FIRST_DYNAMIC: usize = 16;
 /// Reads of pipes per turn before the loop looks at signals and children again.
 const PIPE_BUDGET: usize = 64;
 
+/// Shortest time between two reaps on SIGCHLD: short enough that no service's end waits
+/// noticeably, long enough that a fork storm is reaped a handful of zombies per wake-up.
+const REAP_GAP: Duration = Duration::from_millis(1);
+
 static NEXT_TOKEN: AtomicUsize = AtomicUsize::new(FIRST_DYNAMIC);
 
 /// A token for a pipe or a connection; never reused, so a late event for a closed source can
@@ -39,10 +43,13 @@ pub fn new_token() -> Token {
 pub fn run(
     poll: &mut Poll,
     signals: &mut Signals,
+    caught: &AtomicBool,
     child_signal: &mut nix::sys::signalfd::SignalFd,
     sup: &mut Supervisor,
 ) -> io::Result<u8> {
     let mut events = Events::with_capacity(256);
+    let mut last_reap: Option<Instant> = None;
+    let mut deferred_reap: Option<Instant> = None;
     loop {
         if sup.reap_pending() {
             sup.reap();
@@ -59,7 +66,12 @@ pub fn run(
         let timeout = if sup.pipes.has_work(&sup.out) {
             Some(Duration::ZERO)
         } else {
-            sup.timeout(Instant::now())
+            let now = Instant::now();
+            let reap = deferred_reap.map(|at| at.saturating_duration_since(now));
+            match (sup.timeout(now), reap) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         };
         match poll.poll(&mut events, timeout) {
             Ok(()) => {}
@@ -84,12 +96,29 @@ pub fn run(
         // Signals before children: a SIGTERM sent to the whole process group (Ctrl-C, `timeout`,
         // `kill -- -pgid`) reaches dinit before the service it also killed can end, so it is
         // already pending when that end is reaped, and the shutdown counts as asked for.
-        if signalled || child {
+        // A burst of SIGCHLDs (a fork storm, many services ending at once) is reaped in batches
+        // at most every REAP_GAP: the signalfd stays unread meanwhile, so the poll reports no
+        // further SIGCHLD, and one wake-up reaps what piled up instead of one wake-up per child.
+        let mut reap_now = false;
+        if child || deferred_reap.is_some() {
+            let now = Instant::now();
+            let due = last_reap.map_or(now, |t| t + REAP_GAP);
+            if now >= due {
+                deferred_reap = None;
+                last_reap = Some(now);
+                reap_now = true;
+            } else {
+                deferred_reap = Some(due);
+            }
+        }
+        // The flag is set by the same handlers, after the pipe write: when it is clear, the pipe
+        // is empty and reading it would cost a system call for nothing.
+        if caught.swap(false, Ordering::Acquire) || signalled {
             for sig in signals.pending() {
                 sup.on_signal(sig);
             }
         }
-        if child {
+        if reap_now {
             crate::signals::drain(child_signal);
             sup.on_signal(libc::SIGCHLD);
         }

@@ -128,6 +128,10 @@ fn run() -> u8 {
         Ok(s) => s,
         Err(e) => return early_fail(format_args!("exiting: signal handlers: {e}")),
     };
+    let caught = match signals::caught_flag() {
+        Ok(f) => f,
+        Err(e) => return early_fail(format_args!("exiting: signal handlers: {e}")),
+    };
     let mut child_signal = match signals::child_signal() {
         Ok(s) => s,
         Err(e) => return early_fail(format_args!("exiting: signalfd: {}", error::errno_text(e))),
@@ -194,7 +198,7 @@ fn run() -> u8 {
 
     // ---- From here on PID 1 must not die: handlers log and carry on; only poll failing ends
     // ---- the loop, and even then dinit reports and exits with the internal-error code.
-    match event_loop::run(&mut poll, &mut signals, &mut child_signal, &mut sup) {
+    match event_loop::run(&mut poll, &mut signals, &caught, &mut child_signal, &mut sup) {
         Ok(code) => code,
         Err(e) => {
             error!(sup.out, "exiting: poll: {e}");

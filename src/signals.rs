@@ -40,9 +40,23 @@ pub fn child_signal() -> nix::Result<nix::sys::signalfd::SignalFd> {
     SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }
 
-/// Empties the signalfd: SIGCHLD is a standard signal, so one read takes every pending one.
+/// Empties the signalfd: SIGCHLD is a standard signal, at most one instance is ever pending,
+/// so one read takes it (a second read would only say EAGAIN). A SIGCHLD sent after this read
+/// makes the fd readable again, a fresh edge for the poll.
 pub fn drain(fd: &mut nix::sys::signalfd::SignalFd) {
-    while let Ok(Some(_)) = fd.read_signal() {}
+    let _ = fd.read_signal();
+}
+
+/// A flag that every handled signal sets, next to `signal-hook`'s self-pipe: the loop reads the
+/// pipe only when the flag says there is something in it, not on every SIGCHLD (in a fork storm
+/// that is one failed `recvfrom` saved per reaped child). Registered after the pipe, so the flag
+/// is set only once the byte is already in the pipe.
+pub fn caught_flag() -> std::io::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in HANDLED {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&flag))?;
+    }
+    Ok(flag)
 }
 
 pub fn meaning(sig: c_int) -> Option<Meaning> {
