@@ -198,7 +198,13 @@ fn run() -> u8 {
 
     // ---- From here on PID 1 must not die: handlers log and carry on; only poll failing ends
     // ---- the loop, and even then dinit reports and exits with the internal-error code.
-    match event_loop::run(&mut poll, &mut signals, &caught, &mut child_signal, &mut sup) {
+    match event_loop::run(
+        &mut poll,
+        &mut signals,
+        &caught,
+        &mut child_signal,
+        &mut sup,
+    ) {
         Ok(code) => code,
         Err(e) => {
             error!(sup.out, "exiting: poll: {e}");

@@ -103,10 +103,10 @@ fn check_clean(
             "{what}: stdout {o:?} and stderr {e:?} must be two distinct pipes"
         ));
     }
-    if let Stdin::Pipe(inp) = &stdin {
-        if *inp == o {
-            p.push(format!("{what}: stdout is its own stdin pipe"));
-        }
+    if let Stdin::Pipe(inp) = &stdin
+        && *inp == o
+    {
+        p.push(format!("{what}: stdout is its own stdin pipe"));
     }
     for f in ["SigBlk", "SigIgn"] {
         let v = proc_status_field(pid, f).unwrap_or_default();

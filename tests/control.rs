@@ -239,7 +239,9 @@ fn validate_status(v: &Value) -> Vec<String> {
         }
     }
     for o in v["orphans"].as_array().expect("orphans is a list") {
-        let pid = o["pid"].as_u64().unwrap_or_else(|| panic!("orphan pid: {o}"));
+        let pid = o["pid"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("orphan pid: {o}"));
         assert!(
             o["name"]
                 .as_str()
@@ -303,9 +305,7 @@ fn every_command(pid1: bool) {
     d.svc("dis").run("#!/bin/sh\nexit 115\n");
     d.svc("orph").run(&d.long_running("orph", "(sleep 1000 &)"));
     d.svc("slow").run(&held(&d, "slow"));
-    let mut l = launch(&d)
-        .info()
-        .env("DINIT_REPARENTING_POLICY", "adopt");
+    let mut l = launch(&d).info().env("DINIT_REPARENTING_POLICY", "adopt");
     if !pid1 {
         l = l.not_pid1();
     }
@@ -333,7 +333,10 @@ fn every_command(pid1: bool) {
         pid_of(&st, "orph"),
         pid_of(&st, "slow"),
     );
-    assert!(dn.host_pid(pa as i32).is_some(), "status pid {pa} of a is no process");
+    assert!(
+        dn.host_pid(pa as i32).is_some(),
+        "status pid {pa} of a is no process"
+    );
 
     // The socket file: a socket, mode 0666.
     let m = fs::symlink_metadata(&s).expect("no socket file");
@@ -343,9 +346,16 @@ fn every_command(pid1: bool) {
     // status --json
     let out = ctl(&s, &["status", "--json"]);
     assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{out:?}");
-    assert_eq!(out.stdout.lines().count(), 1, "one object on one line: {out:?}");
+    assert_eq!(
+        out.stdout.lines().count(),
+        1,
+        "one object on one line: {out:?}"
+    );
     let v: Value = serde_json::from_str(&out.stdout).expect("status --json is JSON");
-    assert!(v.get("ok").is_none(), "--json prints the status object, without ok: {v}");
+    assert!(
+        v.get("ok").is_none(),
+        "--json prints the status object, without ok: {v}"
+    );
     assert_eq!(
         validate_status(&v),
         ["a", "b", "c", "dis", "orph", "slow"],
@@ -361,8 +371,16 @@ fn every_command(pid1: bool) {
     assert_eq!(a["down_file"], false);
     assert_eq!(a["exit"], Value::Null);
     assert_eq!(a["log"], Value::Null);
-    assert_eq!(a["lines"], serde_json::json!({"stdout": 3, "stderr": 2}), "{a}");
-    assert_eq!(a["bytes"], serde_json::json!({"stdout": 18, "stderr": 10}), "{a}");
+    assert_eq!(
+        a["lines"],
+        serde_json::json!({"stdout": 3, "stderr": 2}),
+        "{a}"
+    );
+    assert_eq!(
+        a["bytes"],
+        serde_json::json!({"stdout": 18, "stderr": 10}),
+        "{a}"
+    );
     let b = svc(&v, "b");
     assert_eq!(b["log"]["state"], "running");
     assert_eq!(b["log"]["pid"], pl);
@@ -385,7 +403,9 @@ fn every_command(pid1: bool) {
     // the subshell's fork and its exec, when its comm is still the script's.
     let oname = o["name"].as_str().unwrap();
     assert!(
-        oname.strip_suffix(&format!("/{opid}")).is_some_and(|c| !c.is_empty() && !c.contains('/')),
+        oname
+            .strip_suffix(&format!("/{opid}"))
+            .is_some_and(|c| !c.is_empty() && !c.contains('/')),
         "{o}"
     );
     assert_eq!(o["policy"], "adopt", "{o}");
@@ -431,21 +451,55 @@ fn every_command(pid1: bool) {
 
     // check: everything runs or is down on purpose (down file, 115)
     let out = ctl(&s, &["check"]);
-    assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (0, "", ""), "{out:?}");
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, "", ""),
+        "{out:?}"
+    );
 
     // signal: by name, SIGNAME and number; the trap prints
-    for (sig, msg) in [("HUP", "a-got-HUP"), ("SIGUSR1", "a-got-USR1"), ("12", "a-got-USR2")] {
+    for (sig, msg) in [
+        ("HUP", "a-got-HUP"),
+        ("SIGUSR1", "a-got-USR1"),
+        ("12", "a-got-USR2"),
+    ] {
         let out = ctl(&s, &["signal", sig, "a"]);
-        assert_eq!((out.code, out.stderr.as_str()), (0, ""), "signal {sig}: {out:?}");
+        assert_eq!(
+            (out.code, out.stderr.as_str()),
+            (0, ""),
+            "signal {sig}: {out:?}"
+        );
         let ok = wait_until(LONG, || json_msgs(&dn, "a").iter().any(|m| m == msg));
-        assert!(ok, "a did not print {msg} after signal {sig}\n{}", dn.dump());
+        assert!(
+            ok,
+            "a did not print {msg} after signal {sig}\n{}",
+            dn.dump()
+        );
     }
-    assert_eq!(count_own(&dn, "a/run: signal requested by uid 0"), 3, "{}", dn.dump());
+    assert_eq!(
+        count_own(&dn, "a/run: signal requested by uid 0"),
+        3,
+        "{}",
+        dn.dump()
+    );
     let out = ctl(&s, &["signal", "HUP", "c"]);
-    assert_eq!((out.code, out.stderr.as_str()), (1, "c: not running\n"), "{out:?}");
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (1, "c: not running\n"),
+        "{out:?}"
+    );
     let out = ctl(&s, &["signal", "HUP", "nope"]);
-    assert_eq!((out.code, out.stderr.as_str()), (1, "unknown service: nope\n"), "{out:?}");
-    for args in [&["signal", "NOPE", "a"][..], &["signal", "HUP"], &["signal"], &["signal", "99999", "a"]] {
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (1, "unknown service: nope\n"),
+        "{out:?}"
+    );
+    for args in [
+        &["signal", "NOPE", "a"][..],
+        &["signal", "HUP"],
+        &["signal"],
+        &["signal", "99999", "a"],
+    ] {
         let out = ctl(&s, args);
         assert_eq!(out.code, 2, "{args:?}: {out:?}");
         assert!(out.stderr.contains("usage: "), "{args:?}: {out:?}");
@@ -456,7 +510,11 @@ fn every_command(pid1: bool) {
     assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{out:?}");
     d.wait_file("c.started", LONG); // its TERM trap is set
     let st = ask(&s, STATUS).unwrap();
-    assert_eq!(state(&st, "c"), "running", "up -w returned before c runs: {st}");
+    assert_eq!(
+        state(&st, "c"),
+        "running",
+        "up -w returned before c runs: {st}"
+    );
     let pc = pid_of(&st, "c");
     let out = ctl(&s, &["status", "c"]);
     assert_eq!(
@@ -467,10 +525,21 @@ fn every_command(pid1: bool) {
     let out = ctl(&s, &["down", "-w", "10", "c"]);
     assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{out:?}");
     let st = ask(&s, STATUS).unwrap();
-    assert_eq!(state(&st, "c"), "down", "down -w returned before c is down: {st}");
-    assert_eq!(svc(&st, "c")["exit"], serde_json::json!({"code": 0}), "{st}");
+    assert_eq!(
+        state(&st, "c"),
+        "down",
+        "down -w returned before c is down: {st}"
+    );
+    assert_eq!(
+        svc(&st, "c")["exit"],
+        serde_json::json!({"code": 0}),
+        "{st}"
+    );
     let out = ctl(&s, &["status", "c"]);
-    assert_eq!(out.stdout.lines().map(norm).collect::<Vec<_>>(), ["down: c: Ns"]);
+    assert_eq!(
+        out.stdout.lines().map(norm).collect::<Vec<_>>(),
+        ["down: c: Ns"]
+    );
     // ... and without -w: the command returns at once, the change follows
     let out = ctl(&s, &["up", "c"]);
     assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{out:?}");
@@ -478,8 +547,18 @@ fn every_command(pid1: bool) {
     let out = ctl(&s, &["down", "c"]);
     assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{out:?}");
     wait_status(&dn, &s, "c down", |st| state(st, "c") == "down");
-    assert_eq!(count_own(&dn, "c/run: up requested by uid 0"), 2, "{}", dn.dump());
-    assert_eq!(count_own(&dn, "c/run: down requested by uid 0"), 2, "{}", dn.dump());
+    assert_eq!(
+        count_own(&dn, "c/run: up requested by uid 0"),
+        2,
+        "{}",
+        dn.dump()
+    );
+    assert_eq!(
+        count_own(&dn, "c/run: down requested by uid 0"),
+        2,
+        "{}",
+        dn.dump()
+    );
 
     // restart with and without -w: a new process each time, a later `since`
     let before = ask(&s, STATUS).unwrap();
@@ -498,7 +577,12 @@ fn every_command(pid1: bool) {
     wait_status(&dn, &s, "a restarted", |st| {
         state(st, "a") == "running" && pid_of(st, "a") != pa2
     });
-    assert_eq!(count_own(&dn, "a/run: restart requested by uid 0"), 2, "{}", dn.dump());
+    assert_eq!(
+        count_own(&dn, "a/run: restart requested by uid 0"),
+        2,
+        "{}",
+        dn.dump()
+    );
     // up -w of a running service: nothing to do, done
     let out = ctl(&s, &["up", "-w", "10", "b"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -506,7 +590,11 @@ fn every_command(pid1: bool) {
     // -w timeouts: slow's TERM trap waits while slow.hold exists
     d.touch("slow.hold");
     let out = ctl(&s, &["down", "-w", "0.3", "slow"]);
-    assert_eq!((out.code, out.stderr.as_str()), (1, "slow: timeout\n"), "{out:?}");
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (1, "slow: timeout\n"),
+        "{out:?}"
+    );
     assert!(out.took >= Duration::from_millis(300), "{out:?}");
     let st = ask(&s, STATUS).unwrap();
     assert_eq!(state(&st, "slow"), "stopping", "{st}");
@@ -518,7 +606,11 @@ fn every_command(pid1: bool) {
     );
     // up while it is still on its way down: it comes back, but not within 0.3 s
     let out = ctl(&s, &["up", "-w", "0.3", "slow"]);
-    assert_eq!((out.code, out.stderr.as_str()), (1, "slow: timeout\n"), "{out:?}");
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (1, "slow: timeout\n"),
+        "{out:?}"
+    );
     fs::remove_file(d.s("slow.started")).unwrap();
     fs::remove_file(d.s("slow.hold")).unwrap();
     let st = wait_status(&dn, &s, "slow back", |st| {
@@ -528,7 +620,11 @@ fn every_command(pid1: bool) {
     d.wait_file("slow.started", LONG); // its TERM trap is set
     d.touch("slow.hold");
     let out = ctl(&s, &["restart", "-w", "0.3", "slow"]);
-    assert_eq!((out.code, out.stderr.as_str()), (1, "slow: timeout\n"), "{out:?}");
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (1, "slow: timeout\n"),
+        "{out:?}"
+    );
     fs::remove_file(d.s("slow.hold")).unwrap();
     wait_status(&dn, &s, "slow restarted", |st| {
         state(st, "slow") == "running" && pid_of(st, "slow") != ps2
@@ -547,10 +643,18 @@ fn every_command(pid1: bool) {
         assert_eq!(out.code, 2, "{args:?}: {out:?}");
         assert!(out.stderr.starts_with("usage: "), "{args:?}: {out:?}");
     }
-    for args in [&["up", "nope"][..], &["down", "-w", "5", "a", "nope"], &["restart", "nope"], &["check", "nope"]] {
+    for args in [
+        &["up", "nope"][..],
+        &["down", "-w", "5", "a", "nope"],
+        &["restart", "nope"],
+        &["check", "nope"],
+    ] {
         let out = ctl(&s, args);
         assert_eq!(out.code, 1, "{args:?}: {out:?}");
-        assert!(out.stderr.contains("unknown service: nope"), "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains("unknown service: nope"),
+            "{args:?}: {out:?}"
+        );
     }
     let st = ask(&s, STATUS).unwrap();
     assert_eq!(state(&st, "a"), "running", "down a nope changed a: {st}");
@@ -558,9 +662,17 @@ fn every_command(pid1: bool) {
 
     // shutdown: 0, dinit exits 0, the socket file is removed, the client then cannot reach it
     let out = ctl(&s, &["shutdown"]);
-    assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (0, "", ""), "{out:?}");
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, "", ""),
+        "{out:?}"
+    );
     assert_eq!(dn.wait_exit(LONG), 0, "{}", dn.dump());
-    assert!(dn.has_own("info", "shutdown requested by uid 0"), "{}", dn.dump());
+    assert!(
+        dn.has_own("info", "shutdown requested by uid 0"),
+        "{}",
+        dn.dump()
+    );
     assert!(!Path::new(&s).exists(), "socket file left behind");
     let out = ctl(&s, &["status"]);
     assert_eq!(out.code, 1, "{out:?}");
@@ -627,10 +739,18 @@ fn down_up_restart(pid1: bool) {
             .collect::<Vec<_>>()
     };
     let others_same = |st: &Value| {
-        assert_eq!((pid_of(st, "x"), pid_of(st, "y")), (px, py), "x or y restarted: {st}");
+        assert_eq!(
+            (pid_of(st, "x"), pid_of(st, "y")),
+            (px, py),
+            "x or y restarted: {st}"
+        );
         assert_eq!(state(st, "x"), "running");
         assert_eq!(state(st, "y"), "running");
-        assert_eq!(svc(st, "w")["log"]["state"], "running", "logger stopped: {st}");
+        assert_eq!(
+            svc(st, "w")["log"]["state"],
+            "running",
+            "logger stopped: {st}"
+        );
         assert_eq!(log_pid(st, "w"), plog, "logger restarted: {st}");
     };
 
@@ -638,19 +758,33 @@ fn down_up_restart(pid1: bool) {
     assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{out:?}");
     let st = ask(&s, STATUS).unwrap();
     let w = svc(&st, "w");
-    assert_eq!((w["state"].as_str(), w["pid"].is_null()), (Some("down"), true), "{st}");
+    assert_eq!(
+        (w["state"].as_str(), w["pid"].is_null()),
+        (Some("down"), true),
+        "{st}"
+    );
     assert_eq!(w["exit"], serde_json::json!({"code": 7}), "{st}");
     assert_eq!(w["down_reason"], "requested", "{st}");
     others_same(&st);
     let out = ctl(&s, &["status", "w"]);
     assert_eq!(
         out.stdout.lines().map(norm).collect::<Vec<_>>(),
-        [format!("down: w: Ns, normally up; run: log: (pid {plog}) Ns")],
+        [format!(
+            "down: w: Ns, normally up; run: log: (pid {plog}) Ns"
+        )],
         "{out:?}"
     );
     let out = ctl(&s, &["check"]);
-    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "down on request is healthy: {out:?}");
-    assert!(!dn.exited(), "the container stopped after down\n{}", dn.dump());
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, ""),
+        "down on request is healthy: {out:?}"
+    );
+    assert!(
+        !dn.exited(),
+        "the container stopped after down\n{}",
+        dn.dump()
+    );
 
     let out = ctl(&s, &["up", "-w", "10", "w"]);
     assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{out:?}");
@@ -661,19 +795,32 @@ fn down_up_restart(pid1: bool) {
     others_same(&st);
     // Its TERM trap is set once its line went through the logger.
     let ok = wait_until(LONG, || starts(&dn).len() == 2);
-    assert!(ok, "w-start lines via the logger: {:?}\n{}", starts(&dn), dn.dump());
+    assert!(
+        ok,
+        "w-start lines via the logger: {:?}\n{}",
+        starts(&dn),
+        dn.dump()
+    );
 
     let out = ctl(&s, &["restart", "-w", "10", "w"]);
     assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{out:?}");
     let st = ask(&s, STATUS).unwrap();
     assert_eq!(state(&st, "w"), "running");
     let pw3 = pid_of(&st, "w");
-    assert!(pw3 != pw2 && pw3 != pw, "restart did not start a new run: {st}");
+    assert!(
+        pw3 != pw2 && pw3 != pw,
+        "restart did not start a new run: {st}"
+    );
     others_same(&st);
 
     // Every run's output went through the one logger.
     let ok = wait_until(LONG, || starts(&dn).len() == 3);
-    assert!(ok, "w-start lines via the logger: {:?}\n{}", starts(&dn), dn.dump());
+    assert!(
+        ok,
+        "w-start lines via the logger: {:?}\n{}",
+        starts(&dn),
+        dn.dump()
+    );
     assert_eq!(
         starts(&dn),
         [pw, pw2, pw3].map(|p| format!("log: w-start {p}")),
@@ -689,7 +836,11 @@ fn down_up_restart(pid1: bool) {
         );
     }
     assert!(!dn.exited(), "{}", dn.dump());
-    assert!(dn.json().iter().all(|j| j.service() != "x" && j.service() != "y"));
+    assert!(
+        dn.json()
+            .iter()
+            .all(|j| j.service() != "x" && j.service() != "y")
+    );
 
     dn.signal(libc::SIGTERM);
     assert_eq!(dn.wait_exit(LONG), 0, "{}", dn.dump());
@@ -720,20 +871,18 @@ fn check_health() {
     let s = sock(&d);
     d.svc("web").run(&d.long_running("web", "")).file(
         "check",
-        d.sh(
-            "echo \"$DINIT_PID $(pwd -P)\" > \"$S/check.env\"\n\
+        d.sh("echo \"$DINIT_PID $(pwd -P)\" > \"$S/check.env\"\n\
              [ -e \"$S/web.fail\" ] && exit 3\n\
              if [ -e \"$S/web.hang\" ]; then echo $$ > \"$S/check.pid\"; exec sleep 60; fi\n\
-             exit 0",
-        ),
+             exit 0"),
         0o755,
     );
     d.svc("dis").run("#!/bin/sh\nexit 115\n");
     d.svc("downed").run(&d.long_running("downed", ""));
     d.svc("gone")
-        .run(&d.sh(
-            "trap 'exit 0' TERM\nwhile [ ! -e \"$S/gone.go\" ]; do sleep 0.02; done\nexit 1",
-        ))
+        .run(
+            &d.sh("trap 'exit 0' TERM\nwhile [ ! -e \"$S/gone.go\" ]; do sleep 0.02; done\nexit 1"),
+        )
         .finish(&d.sh("while [ ! -e \"$S/finish.go\" ]; do sleep 0.02; done\nexit 0"));
     d.svc("slow").run(&held(&d, "slow"));
     d.touch("slow.hold");
@@ -743,25 +892,43 @@ fn check_health() {
     }
     let st = wait_running(&dn, &s, &["web", "downed", "gone", "slow"]);
     let pweb = pid_of(&st, "web");
-    wait_status(&dn, &s, "dis disabled", |st| svc(st, "dis")["exit"]["code"] == 115);
+    wait_status(&dn, &s, "dis disabled", |st| {
+        svc(st, "dis")["exit"]["code"] == 115
+    });
     let out = ctl(&s, &["down", "-w", "10", "downed"]);
     assert_eq!(out.code, 0, "{out:?}");
 
     // healthy
     let out = ctl(&s, &["check"]);
-    assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (0, "", ""), "{out:?}");
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, "", ""),
+        "{out:?}"
+    );
     let env = d.read("check.env");
     let web_dir = fs::canonicalize(d.dir().join("web")).unwrap();
-    assert_eq!(env, format!("{pweb} {}\n", web_dir.display()), "DINIT_PID and cwd of check");
+    assert_eq!(
+        env,
+        format!("{pweb} {}\n", web_dir.display()),
+        "DINIT_PID and cwd of check"
+    );
     let out = ctl(&s, &["check", "web", "dis", "downed"]);
     assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out:?}");
 
     // a failing check script
     d.touch("web.fail");
     let out = ctl(&s, &["check"]);
-    assert_eq!((out.code, out.stdout.as_str()), (1, "web: check exited 3\n"), "{out:?}");
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (1, "web: check exited 3\n"),
+        "{out:?}"
+    );
     let out = ctl(&s, &["check", "downed"]);
-    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "only the named: {out:?}");
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, ""),
+        "only the named: {out:?}"
+    );
     fs::remove_file(d.s("web.fail")).unwrap();
 
     // a hanging check script: timed out after DINIT_CHECK_TIMEOUT, promptly, killed
@@ -774,7 +941,11 @@ fn check_health() {
             (1, format!("web: check timed out after {t} s\n").as_str()),
             "{out:?}"
         );
-        assert!(out.took < Duration::from_secs(max), "check took {:?}", out.took);
+        assert!(
+            out.took < Duration::from_secs(max),
+            "check took {:?}",
+            out.took
+        );
         let cpid = d.read("check.pid").trim().to_string();
         assert!(!cpid.is_empty());
         let gone = wait_until(MEDIUM, || !Path::new(&format!("/proc/{cpid}")).exists());
@@ -789,7 +960,9 @@ fn check_health() {
 
     // a service gone: its run exited 1, its finish runs; no shutdown until finish ends
     d.touch("gone.go");
-    let st = wait_status(&dn, &s, "gone finishing", |st| state(st, "gone") == "finishing");
+    let st = wait_status(&dn, &s, "gone finishing", |st| {
+        state(st, "gone") == "finishing"
+    });
     let pfin = pid_of(&st, "gone");
     assert_eq!(st["dinit"]["state"], "running");
     let out = ctl(&s, &["status", "gone"]);
@@ -799,7 +972,11 @@ fn check_health() {
         "{out:?}"
     );
     let out = ctl(&s, &["check"]);
-    assert_eq!((out.code, out.stdout.as_str()), (1, "gone: not running\n"), "{out:?}");
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (1, "gone: not running\n"),
+        "{out:?}"
+    );
     let out = ctl(&s, &["check", "web"]);
     assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out:?}");
 
@@ -808,17 +985,33 @@ fn check_health() {
     let st = wait_status(&dn, &s, "stopping", |st| st["dinit"]["state"] == "stopping");
     assert_eq!(state(&st, "slow"), "stopping", "{st}");
     let out = ctl(&s, &["check"]);
-    assert_eq!((out.code, out.stdout.as_str()), (1, "dinit: stopping\n"), "{out:?}");
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (1, "dinit: stopping\n"),
+        "{out:?}"
+    );
     let out = ctl(&s, &["check", "web"]);
-    assert_eq!((out.code, out.stdout.as_str()), (1, "dinit: stopping\n"), "{out:?}");
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (1, "dinit: stopping\n"),
+        "{out:?}"
+    );
     let out = ctl(&s, &["up", "downed"]);
-    assert_eq!((out.code, out.stderr.as_str()), (1, "dinit is stopping\n"), "{out:?}");
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (1, "dinit is stopping\n"),
+        "{out:?}"
+    );
     assert!(!dn.exited());
 
     fs::remove_file(d.s("slow.hold")).unwrap();
     // gone exited 1: exit code 3, the first recorded
     assert_eq!(dn.wait_exit(LONG), 3, "{}", dn.dump());
-    assert!(!dn.own_contains("downed/run: up requested"), "{}", dn.dump());
+    assert!(
+        !dn.own_contains("downed/run: up requested"),
+        "{}",
+        dn.dump()
+    );
     assert!(!Path::new(&s).exists(), "socket file left behind");
 }
 
@@ -843,9 +1036,19 @@ fn non_root_may_look_but_not_touch() {
 
     // The client really runs as 65534.
     let mut id = Command::new("setpriv");
-    id.args(["--reuid=65534", "--regid=65534", "--clear-groups", "id", "-u"]);
+    id.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "id",
+        "-u",
+    ]);
     let out = run_cmd(&mut id, MEDIUM);
-    assert_eq!(out.stdout.trim(), "65534", "setpriv does not work here: {out:?}");
+    assert_eq!(
+        out.stdout.trim(),
+        "65534",
+        "setpriv does not work here: {out:?}"
+    );
 
     let out = ctl_nobody(&s, &["status"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -858,7 +1061,11 @@ fn non_root_may_look_but_not_touch() {
     assert_eq!(out.code, 0, "{out:?}");
     validate_status(&serde_json::from_str(&out.stdout).unwrap());
     let out = ctl_nobody(&s, &["check"]);
-    assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (0, "", ""), "{out:?}");
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, "", ""),
+        "{out:?}"
+    );
 
     for args in [
         &["down", "a"][..],
@@ -876,7 +1083,11 @@ fn non_root_may_look_but_not_touch() {
         );
     }
     let st = ask(&s, STATUS).unwrap();
-    assert_eq!((state(&st, "a"), pid_of(&st, "a")), ("running".to_string(), pa), "{st}");
+    assert_eq!(
+        (state(&st, "a"), pid_of(&st, "a")),
+        ("running".to_string(), pa),
+        "{st}"
+    );
     assert_eq!(state(&st, "b"), "down", "{st}");
     assert!(!dn.own_contains("requested by"), "{}", dn.dump());
     assert!(!dn.exited(), "{}", dn.dump());
@@ -932,7 +1143,10 @@ fn changes_refused_while_stopping() {
     let st: Value = serde_json::from_str(&out.stdout).unwrap();
     validate_status(&st);
     assert_eq!(st["dinit"]["state"], "stopping");
-    assert_eq!((state(&st, "slow"), pid_of(&st, "slow")), ("stopping".to_string(), ps));
+    assert_eq!(
+        (state(&st, "slow"), pid_of(&st, "slow")),
+        ("stopping".to_string(), ps)
+    );
     assert_eq!(state(&st, "b"), "down");
     let out = ctl(&s, &["status", "slow"]);
     assert_eq!(
@@ -940,7 +1154,12 @@ fn changes_refused_while_stopping() {
         [format!("run: slow: (pid {ps}) Ns, want down, got TERM")],
         "{out:?}"
     );
-    assert_eq!(count_own(&dn, "shutdown requested by uid 0"), 1, "{}", dn.dump());
+    assert_eq!(
+        count_own(&dn, "shutdown requested by uid 0"),
+        1,
+        "{}",
+        dn.dump()
+    );
     assert!(!dn.own_contains("run: up requested") && !dn.own_contains("run: down requested"));
 
     fs::remove_file(d.s("slow.hold")).unwrap();
@@ -1000,14 +1219,21 @@ fn socket_abstract() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, ["scratch", "service"], "an abstract socket made a file");
+    assert_eq!(
+        files,
+        ["scratch", "service"],
+        "an abstract socket made a file"
+    );
     let out = ctl(&name, &["shutdown"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(dn.wait_exit(LONG), 0, "{}", dn.dump());
     let out = ctl(&name, &["status"]);
     assert_eq!(
         (out.code, out.stderr),
-        (1, format!("cannot reach dinit at {name}: connection refused\n"))
+        (
+            1,
+            format!("cannot reach dinit at {name}: connection refused\n")
+        )
     );
 }
 
@@ -1044,12 +1270,17 @@ fn socket_cannot_be_set_up() {
             .collect();
         assert_eq!(warnings.len(), 1, "{}", dn.dump());
         assert!(
-            warnings[0].starts_with(&format!("control socket {path}: ")) && warnings[0].ends_with(err),
+            warnings[0].starts_with(&format!("control socket {path}: "))
+                && warnings[0].ends_with(err),
             "warning for {path}: {w}"
         );
         let out = ctl(path, &["status"]);
         assert_eq!(out.code, 1, "{out:?}");
-        assert!(out.stderr.starts_with(&format!("cannot reach dinit at {path}: ")), "{out:?}");
+        assert!(
+            out.stderr
+                .starts_with(&format!("cannot reach dinit at {path}: ")),
+            "{out:?}"
+        );
         assert!(!dn.exited(), "{}", dn.dump());
         dn.signal(libc::SIGTERM);
         assert_eq!(dn.wait_exit(LONG), 0, "{}", dn.dump());
@@ -1104,7 +1335,10 @@ fn socket_of_a_live_dinit_left_alone() {
     assert_eq!(names(&ask(&s, STATUS).unwrap()), ["one"]);
     dn2.signal(libc::SIGTERM);
     assert_eq!(dn2.wait_exit(LONG), 0, "{}", dn2.dump());
-    assert!(is_socket(&s), "the second dinit removed the first one's socket");
+    assert!(
+        is_socket(&s),
+        "the second dinit removed the first one's socket"
+    );
     let out = ctl(&s, &["status"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.starts_with("run: one: "), "{out:?}");
@@ -1137,8 +1371,9 @@ fn responses(bytes: &[u8]) -> Vec<Value> {
     split_lines(bytes)
         .iter()
         .map(|l| {
-            serde_json::from_slice(l)
-                .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", String::from_utf8_lossy(l)))
+            serde_json::from_slice(l).unwrap_or_else(|e| {
+                panic!("response is not JSON ({e}): {}", String::from_utf8_lossy(l))
+            })
         })
         .collect()
 }
@@ -1154,10 +1389,10 @@ fn responses(bytes: &[u8]) -> Vec<Value> {
 fn bad_input_on_the_socket() {
     let d = TestDir::new();
     let s = sock(&d);
-    d.svc("seq").run(&d.sh(
-        "i=0\ntrap 'echo \"last $i\"; exit 0' TERM\n\
-         while :; do i=$((i+1)); echo \"$i\"; if [ $((i % 20)) -eq 0 ]; then sleep 0.02; fi; done",
-    ));
+    d.svc("seq").run(
+        &d.sh("i=0\ntrap 'echo \"last $i\"; exit 0' TERM\n\
+         while :; do i=$((i+1)); echo \"$i\"; if [ $((i % 20)) -eq 0 ]; then sleep 0.02; fi; done"),
+    );
     d.svc("other").run(&d.long_running("other", ""));
     let mut dn = launch(&d).spawn();
     let st = wait_running(&dn, &s, &["seq", "other"]);
@@ -1196,7 +1431,11 @@ fn bad_input_on_the_socket() {
         let mut l = Vec::new();
         rd.read_until(b'\n', &mut l).unwrap();
         serde_json::from_slice(&l).unwrap_or_else(|e| {
-            panic!("response to {:?} is not JSON ({e}): {:?}", String::from_utf8_lossy(line), String::from_utf8_lossy(&l))
+            panic!(
+                "response to {:?} is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(line),
+                String::from_utf8_lossy(&l)
+            )
         })
     };
     let cases: &[(&[u8], &str)] = &[
@@ -1212,29 +1451,77 @@ fn bad_input_on_the_socket() {
         (b"{\"cmd\":null}", "cmd must be a string"),
         (b"{\"cmd\":\"fly\"}", "unknown command: fly"),
         (b"{\"cmd\":\"STATUS\"}", "unknown command: STATUS"),
-        (b"{\"cmd\":\"status\",\"services\":[\"nope\"]}", "unknown service: nope"),
-        (b"{\"cmd\":\"status\",\"services\":{\"seq\":1}}", "services must be a list"),
-        (b"{\"cmd\":\"down\",\"services\":[\"nope\"]}", "unknown service: nope"),
-        (b"{\"cmd\":\"down\",\"services\":[\"seq\",\"nope\"]}", "unknown service: nope"),
-        (b"{\"cmd\":\"restart\",\"services\":[\"other\",\"\"]}", "unknown service: "),
-        (b"{\"cmd\":\"down\",\"services\":\"seq\"}", "services must be a list"),
-        (b"{\"cmd\":\"down\",\"services\":[1]}", "services must be strings"),
-        (b"{\"cmd\":\"down\",\"services\":[[\"seq\"]]}", "services must be strings"),
+        (
+            b"{\"cmd\":\"status\",\"services\":[\"nope\"]}",
+            "unknown service: nope",
+        ),
+        (
+            b"{\"cmd\":\"status\",\"services\":{\"seq\":1}}",
+            "services must be a list",
+        ),
+        (
+            b"{\"cmd\":\"down\",\"services\":[\"nope\"]}",
+            "unknown service: nope",
+        ),
+        (
+            b"{\"cmd\":\"down\",\"services\":[\"seq\",\"nope\"]}",
+            "unknown service: nope",
+        ),
+        (
+            b"{\"cmd\":\"restart\",\"services\":[\"other\",\"\"]}",
+            "unknown service: ",
+        ),
+        (
+            b"{\"cmd\":\"down\",\"services\":\"seq\"}",
+            "services must be a list",
+        ),
+        (
+            b"{\"cmd\":\"down\",\"services\":[1]}",
+            "services must be strings",
+        ),
+        (
+            b"{\"cmd\":\"down\",\"services\":[[\"seq\"]]}",
+            "services must be strings",
+        ),
         (b"{\"cmd\":\"down\"}", "down needs services"),
         (b"{\"cmd\":\"up\",\"services\":[]}", "up needs services"),
-        (b"{\"cmd\":\"signal\",\"signal\":[1],\"services\":[\"seq\"]}", "signal must be"),
-        (b"{\"cmd\":\"signal\",\"signal\":\"NOPE\",\"services\":[\"seq\"]}", "unknown signal: NOPE"),
-        (b"{\"cmd\":\"signal\",\"signal\":999,\"services\":[\"seq\"]}", "unknown signal: 999"),
-        (b"{\"cmd\":\"signal\",\"signal\":-9,\"services\":[\"seq\"]}", "unknown signal"),
-        (b"{\"cmd\":\"signal\",\"signal\":1.5,\"services\":[\"seq\"]}", "unknown signal"),
+        (
+            b"{\"cmd\":\"signal\",\"signal\":[1],\"services\":[\"seq\"]}",
+            "signal must be",
+        ),
+        (
+            b"{\"cmd\":\"signal\",\"signal\":\"NOPE\",\"services\":[\"seq\"]}",
+            "unknown signal: NOPE",
+        ),
+        (
+            b"{\"cmd\":\"signal\",\"signal\":999,\"services\":[\"seq\"]}",
+            "unknown signal: 999",
+        ),
+        (
+            b"{\"cmd\":\"signal\",\"signal\":-9,\"services\":[\"seq\"]}",
+            "unknown signal",
+        ),
+        (
+            b"{\"cmd\":\"signal\",\"signal\":1.5,\"services\":[\"seq\"]}",
+            "unknown signal",
+        ),
         (b"{\"cmd\":\"signal\",\"services\":[\"seq\"]}", "signal"),
-        (b"{\"cmd\":\"signal\",\"signal\":\"KILL\",\"services\":[\"seq\",\"nope\"]}", "unknown service: nope"),
+        (
+            b"{\"cmd\":\"signal\",\"signal\":\"KILL\",\"services\":[\"seq\",\"nope\"]}",
+            "unknown service: nope",
+        ),
     ];
     for (line, want) in cases {
         let v = req(line);
         assert_eq!(v["ok"], false, "{:?} -> {v}", String::from_utf8_lossy(line));
-        let e = v["error"].as_str().unwrap_or_else(|| panic!("no error string: {v}"));
-        assert!(e.contains(want), "{:?} -> {e:?}, want {want:?}", String::from_utf8_lossy(line));
+        let e = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error string: {v}"));
+        assert!(
+            e.contains(want),
+            "{:?} -> {e:?}, want {want:?}",
+            String::from_utf8_lossy(line)
+        );
     }
     let v = req(STATUS.as_bytes());
     assert_eq!(v["ok"], true, "the connection is still usable: {v}");
@@ -1245,19 +1532,25 @@ fn bad_input_on_the_socket() {
 
     // 1 MiB lines without newline, 16 at once: bounded memory.
     let (rss0, hwm0) = mem_kb(dn.pid);
-    let big: Vec<std::thread::JoinHandle<(UnixStream, Option<ErrorKind>, Vec<u8>, Result<(), ErrorKind>)>> =
-        (0..16)
-            .map(|_| {
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    let mut c = connect(&s).unwrap();
-                    c.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
-                    let w = c.write_all(&vec![b'x'; 1 << 20]).err().map(|e| e.kind());
-                    let (got, how) = read_to_end(&mut c, Duration::from_secs(15));
-                    (c, w, got, how)
-                })
+    // (connection, how the write ended, what came back, how the read ended)
+    type BigLine = (
+        UnixStream,
+        Option<ErrorKind>,
+        Vec<u8>,
+        Result<(), ErrorKind>,
+    );
+    let big: Vec<std::thread::JoinHandle<BigLine>> = (0..16)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut c = connect(&s).unwrap();
+                c.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+                let w = c.write_all(&vec![b'x'; 1 << 20]).err().map(|e| e.kind());
+                let (got, how) = read_to_end(&mut c, Duration::from_secs(15));
+                (c, w, got, how)
             })
-            .collect();
+        })
+        .collect();
     let big: Vec<_> = big.into_iter().map(|t| t.join().unwrap()).collect();
     let (rss1, hwm1) = mem_kb(dn.pid); // the connections are still open on our side
     let mut answered = 0;
@@ -1299,8 +1592,14 @@ fn bad_input_on_the_socket() {
         }
     }
     eprintln!("200 connections: {served} served, {refused} refused");
-    assert!(other.is_empty(), "answers neither served nor refused: {other:?}");
-    assert!(served <= 32 && served >= 1, "{served} served, {refused} refused");
+    assert!(
+        other.is_empty(),
+        "answers neither served nor refused: {other:?}"
+    );
+    assert!(
+        (1..=32).contains(&served),
+        "{served} served, {refused} refused"
+    );
     assert_eq!(served + refused, 200);
     drop(conns);
     let (rss2, _) = mem_kb(dn.pid);
@@ -1324,17 +1623,29 @@ fn bad_input_on_the_socket() {
             break None;
         }
     };
-    eprintln!("unread responses: disconnected after {sent} requests ({err:?}) in {:?}", t0.elapsed());
+    eprintln!(
+        "unread responses: disconnected after {sent} requests ({err:?}) in {:?}",
+        t0.elapsed()
+    );
     assert!(
-        matches!(err, Some(ErrorKind::BrokenPipe | ErrorKind::ConnectionReset)),
+        matches!(
+            err,
+            Some(ErrorKind::BrokenPipe | ErrorKind::ConnectionReset)
+        ),
         "a client that does not read was not disconnected: {err:?} after {sent} requests"
     );
     // What was answered before the disconnect: status responses, not a refusal.
     let (got, _) = read_to_end(&mut c, MEDIUM);
     let first_line = got.split(|&b| b == b'\n').next().unwrap_or_default();
     let first: Value = serde_json::from_slice(first_line).unwrap_or_default();
-    assert_eq!(first["ok"], true, "the unread client was not served: {first}");
-    eprintln!("unread responses: {} bytes were waiting for the client", got.len());
+    assert_eq!(
+        first["ok"], true,
+        "the unread client was not served: {first}"
+    );
+    eprintln!(
+        "unread responses: {} bytes were waiting for the client",
+        got.len()
+    );
     drop(c);
 
     // dinit is unaffected: a fresh client status answers.
@@ -1346,8 +1657,15 @@ fn bad_input_on_the_socket() {
     let ((b1, r1, e1), (b2, r2, e2)) = idle.join().unwrap();
     eprintln!("idle: half request closed after {e1:?}, silent after {e2:?}");
     for (b, r, e) in [(b1, r1, e1), (b2, r2, e2)] {
-        assert!(r.is_ok() || r == Err(ErrorKind::ConnectionReset), "idle connection not closed: {r:?}");
-        assert!(b.is_empty(), "an idle connection got {:?}", String::from_utf8_lossy(&b));
+        assert!(
+            r.is_ok() || r == Err(ErrorKind::ConnectionReset),
+            "idle connection not closed: {r:?}"
+        );
+        assert!(
+            b.is_empty(),
+            "an idle connection got {:?}",
+            String::from_utf8_lossy(&b)
+        );
         assert!(
             e >= Duration::from_millis(4500) && e < Duration::from_secs(15),
             "idle connection closed after {e:?}, not ~5 s"
@@ -1415,7 +1733,8 @@ fn protocol_pipelining_and_the_64k_limit() {
     let r4 = next();
     assert_eq!(r4["ok"], true, "a 64 KiB request was refused: {r4}");
     // nothing more came (no response for the blank lines)
-    (&c).write_all(b"{\"cmd\":\"check\",\"services\":[\"a\"]}\n").unwrap();
+    (&c).write_all(b"{\"cmd\":\"check\",\"services\":[\"a\"]}\n")
+        .unwrap();
     let r5 = next();
     assert_eq!(validate_status(&r5), ["a"], "{r5}");
     drop(c);
@@ -1446,12 +1765,17 @@ fn request_too_long_gets_an_error_response() {
         assert!(
             r.len() == 1
                 && r[0]["ok"] == false
-                && r[0]["error"].as_str().is_some_and(|e| e.contains("too long")),
+                && r[0]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("too long")),
             "a 64 KiB + 1 line {what}: want one `request too long` error response, got {:?} \
              (write: {w:?}, read: {how:?})",
             String::from_utf8_lossy(&got)
         );
-        assert!(how.is_ok() || how == Err(ErrorKind::ConnectionReset), "not closed: {how:?}");
+        assert!(
+            how.is_ok() || how == Err(ErrorKind::ConnectionReset),
+            "not closed: {how:?}"
+        );
     }
     let st2 = ask(&s, STATUS).unwrap();
     assert_eq!(pid_of(&st2, "a"), pid_of(&st, "a"), "{st2}");
@@ -1468,7 +1792,8 @@ fn request_too_long_gets_an_error_response() {
 fn half_closed_request_gets_its_response() {
     let d = TestDir::new();
     let s = sock(&d);
-    d.svc("a").run(&d.long_running("a", "trap 'echo a-got-USR1' USR1"));
+    d.svc("a")
+        .run(&d.long_running("a", "trap 'echo a-got-USR1' USR1"));
     let mut dn = launch(&d).spawn();
     d.wait_file("a.started", LONG);
     wait_running(&dn, &s, &["a"]);
@@ -1490,12 +1815,21 @@ fn half_closed_request_gets_its_response() {
     }
     // A change without its newline: carried out, and answered?
     let got = try_once(b"{\"cmd\":\"signal\",\"signal\":\"USR1\",\"services\":[\"a\"]}");
-    let ok = wait_until(LONG, || json_msgs(&dn, "a").iter().any(|m| m == "a-got-USR1"));
-    assert!(ok, "the request without a newline was not carried out\n{}", dn.dump());
+    let ok = wait_until(LONG, || {
+        json_msgs(&dn, "a").iter().any(|m| m == "a-got-USR1")
+    });
+    assert!(
+        ok,
+        "the request without a newline was not carried out\n{}",
+        dn.dump()
+    );
     if got.is_empty() {
         lost.push("signal, no newline: carried out, no response".into());
     }
-    assert!(lost.is_empty(), "responses lost after a half-close: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "responses lost after a half-close: {lost:?}"
+    );
     dn.signal(libc::SIGTERM);
     assert_eq!(dn.wait_exit(LONG), 0, "{}", dn.dump());
 }
@@ -1508,9 +1842,9 @@ fn half_closed_request_gets_its_response() {
 fn down_waits_for_finish() {
     let d = TestDir::new();
     let s = sock(&d);
-    d.svc("f")
-        .run(&d.long_running("f", ""))
-        .finish(&d.sh("echo \"$1 $2\" >> \"$S/finish.args\"\nwhile [ ! -e \"$S/fin.go\" ]; do sleep 0.02; done"));
+    d.svc("f").run(&d.long_running("f", "")).finish(&d.sh(
+        "echo \"$1 $2\" >> \"$S/finish.args\"\nwhile [ ! -e \"$S/fin.go\" ]; do sleep 0.02; done",
+    ));
     d.svc("g").run(&d.long_running("g", ""));
     let mut dn = launch(&d).spawn();
     d.wait_file("f.started", LONG);
@@ -1519,7 +1853,11 @@ fn down_waits_for_finish() {
     let pg = pid_of(&st, "g");
 
     let out = ctl(&s, &["down", "-w", "0.5", "f"]);
-    assert_eq!((out.code, out.stderr.as_str()), (1, "f: timeout\n"), "{out:?}");
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (1, "f: timeout\n"),
+        "{out:?}"
+    );
     let st = wait_status(&dn, &s, "f finishing", |st| state(st, "f") == "finishing");
     let pfin = pid_of(&st, "f");
     let out = ctl(&s, &["status", "f"]);
@@ -1529,7 +1867,11 @@ fn down_waits_for_finish() {
         "{out:?}"
     );
     let out = ctl(&s, &["check"]);
-    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "finishing after down: {out:?}");
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, ""),
+        "finishing after down: {out:?}"
+    );
     assert_eq!(d.wait_file("finish.args", LONG), "0 0\n");
 
     d.touch("fin.go");
@@ -1564,7 +1906,11 @@ fn check_scripts_run_at_once() {
     let mut dn = launch(&d).spawn();
     wait_running(&dn, &s, &["p", "q"]);
     let out = ctl_env(&s, &[("DINIT_CHECK_TIMEOUT", "5")], &["check"]);
-    assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (0, "", ""), "{out:?}");
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (0, "", ""),
+        "{out:?}"
+    );
     dn.signal(libc::SIGTERM);
     assert_eq!(dn.wait_exit(LONG), 0, "{}", dn.dump());
 }
@@ -1584,7 +1930,11 @@ fn signal_then_the_usual_rule() {
     assert_eq!((out.code, out.stderr.as_str()), (0, ""), "{out:?}");
     assert_eq!(dn.wait_exit(LONG), 3, "{}", dn.dump());
     assert!(d.exists("m.term"), "m was not stopped");
-    assert!(dn.has_own("info", "k/run: signal requested by uid 0"), "{}", dn.dump());
+    assert!(
+        dn.has_own("info", "k/run: signal requested by uid 0"),
+        "{}",
+        dn.dump()
+    );
     assert!(!Path::new(&s).exists(), "socket file left behind");
 }
 
@@ -1598,8 +1948,14 @@ fn socket_folder_created() {
     d.svc("a").run(&d.long_running("a", ""));
     let mut dn = launch(&d).env("DINIT_CONTROL_SOCKET", &p).spawn();
     wait_running(&dn, &p, &["a"]);
-    assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o7777, 0o755);
-    assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o666);
+    assert_eq!(
+        fs::metadata(&dir).unwrap().permissions().mode() & 0o7777,
+        0o755
+    );
+    assert_eq!(
+        fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o666
+    );
     let out = ctl(&p, &["status"]);
     assert_eq!(out.code, 0, "{out:?}");
     dn.signal(libc::SIGTERM);
@@ -1624,11 +1980,16 @@ fn status_round_trip_100_services() {
     let d = TestDir::new();
     let s = sock(&d);
     for i in 0..100 {
-        d.svc(&format!("s{i:03}")).run("#!/bin/sh\nexec sleep 100000\n");
+        d.svc(&format!("s{i:03}"))
+            .run("#!/bin/sh\nexec sleep 100000\n");
     }
     let mut dn = launch(&d).spawn();
     wait_status(&dn, &s, "100 services running", |st| {
-        st["services"].as_array().unwrap().iter().all(|v| v["state"] == "running")
+        st["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["state"] == "running")
     });
     let mut size = 0;
     // Fresh connection per request.

@@ -1244,12 +1244,13 @@ fn go_lossy(b: &[u8]) -> String {
             0xf0..=0xf4 => 4,
             _ => 0,
         };
-        if w > 0 && i + w <= b.len() {
-            if let Ok(c) = std::str::from_utf8(&b[i..i + w]) {
-                s.push_str(c);
-                i += w;
-                continue;
-            }
+        if w > 0
+            && i + w <= b.len()
+            && let Ok(c) = std::str::from_utf8(&b[i..i + w])
+        {
+            s.push_str(c);
+            i += w;
+            continue;
         }
         s.push('\u{fffd}');
         i += 1;

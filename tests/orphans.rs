@@ -1048,9 +1048,15 @@ fn expect_adopted(r: &mut Dinit, p: i32, names: &[&str]) -> String {
             .filter(|o| o.level == "warning")
             .find_map(|o| o.text.split_once(&marker).map(|(name, _)| name.to_owned()))
     };
-    wait_until(LONG, || adopted(r).is_some() || r.own_contains(&terminating) || r.exited());
+    wait_until(LONG, || {
+        adopted(r).is_some() || r.own_contains(&terminating) || r.exited()
+    });
     let name = adopted(r).unwrap_or_else(|| panic!("{p} was not adopted\n{}", r.dump()));
-    assert!(names.contains(&name.as_str()), "{p} adopted as {name:?}, expected one of {names:?}\n{}", r.dump());
+    assert!(
+        names.contains(&name.as_str()),
+        "{p} adopted as {name:?}, expected one of {names:?}\n{}",
+        r.dump()
+    );
     name
 }
 
@@ -1140,8 +1146,7 @@ fn nginx(test: &str, style: Style, pid1: bool) {
         r.stdout_records().into_iter().find(|t| {
             t.text()
                 .contains("\"GET /dinit-orphans-probe HTTP/1.0\" 200")
-                && ((t.name == "nginx" && t.stage == "run")
-                    || (t.name == name && t.stage == stage))
+                && ((t.name == "nginx" && t.stage == "run") || (t.name == name && t.stage == stage))
         })
     };
     assert!(

@@ -558,7 +558,12 @@ mod tests {
             agrees_with_serde(s.as_bytes());
         }
         agrees_with_serde(b"{\"a\":\"\xff\"}");
-        for big in ["1e400", "-1e400", "1.7976931348623158e308", &"9".repeat(400)] {
+        for big in [
+            "1e400",
+            "-1e400",
+            "1.7976931348623158e308",
+            &"9".repeat(400),
+        ] {
             assert!(obj(&format!("{{\"a\":{big}}}")).is_none(), "{big}");
         }
         for fine in ["1e300", "1e-400", "12345678901234567890", "0.000001", "-0"] {

@@ -245,14 +245,20 @@ static INHERITED_NOFILE: OnceLock<libc::rlimit> = OnceLock::new();
 /// would hit a soft limit of 1024: raise it to the hard limit for dinit itself. Programs get the
 /// original soft limit back before exec (some still use `select`, which breaks above 1024).
 pub fn raise_nofile_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
             return;
         }
         let _ = INHERITED_NOFILE.set(lim);
-        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
         libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
     }
 }

@@ -1081,10 +1081,17 @@ impl Supervisor {
                 continue; // the reaper takes it
             }
             if self.stop_expired {
-                let name = orphans::name_from(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default(), &stat);
-                warn!(self.out, "{name}/{pid}: stop timeout expired, sending SIGKILL to PID {pid}");
+                let name = orphans::name_from(
+                    &std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default(),
+                    &stat,
+                );
+                warn!(
+                    self.out,
+                    "{name}/{pid}: stop timeout expired, sending SIGKILL to PID {pid}"
+                );
                 let _ = kill(pid, Signal::SIGKILL);
-                self.procs.insert(pid, Role::Orphan { name }, Vec::new(), None);
+                self.procs
+                    .insert(pid, Role::Orphan { name }, Vec::new(), None);
                 continue;
             }
             if info.age().is_some_and(|age| age < ORPHAN_MATURITY) {
@@ -1161,7 +1168,12 @@ impl Supervisor {
 
     /// Redirects `pid`'s stdout and stderr into new pipes watched as `<name>/<pid>`.
     fn capture(&mut self, pid: Pid, name: &str) -> Result<Vec<Token>, AdoptError> {
-        let pipe = || spawn::pipe().map_err(|errno| AdoptError::Step { step: "pipe", errno });
+        let pipe = || {
+            spawn::pipe().map_err(|errno| AdoptError::Step {
+                step: "pipe",
+                errno,
+            })
+        };
         let ((out_r, out_w), (err_r, err_w)) = (pipe()?, pipe()?);
         adopt::redirect(pid, &out_w, &err_w)?;
         *self.captures.entry(pid).or_insert(0) += 1;
@@ -1183,7 +1195,10 @@ impl Supervisor {
             .filter(|(pid, _)| adopt::stdout_dropped(*pid))
             .collect();
         for (pid, name) in lost {
-            info!(self.out, "{name}/{pid}: stdout moved to a device after adoption, redirecting again");
+            info!(
+                self.out,
+                "{name}/{pid}: stdout moved to a device after adoption, redirecting again"
+            );
             match self.capture(pid, &name) {
                 Ok(tokens) => {
                     if let Some(p) = self.procs.get_mut(pid) {
@@ -1192,12 +1207,19 @@ impl Supervisor {
                 }
                 Err(AdoptError::Gone(ws)) => {
                     if let Some(exit) = Exit::from_wait(ws) {
-                        self.on_exit(Reaped { pid, exit, name: None });
+                        self.on_exit(Reaped {
+                            pid,
+                            exit,
+                            name: None,
+                        });
                     }
                 }
                 Err(e) => {
                     self.captures.remove(&pid);
-                    warn!(self.out, "{name}/{pid}: error redirecting stdout and stderr: {e}");
+                    warn!(
+                        self.out,
+                        "{name}/{pid}: error redirecting stdout and stderr: {e}"
+                    );
                 }
             }
         }
@@ -1224,7 +1246,9 @@ impl Supervisor {
         };
         // Under `ignore`, orphans that the shutdown terminates are not waited for.
         let ignore = self.cfg.policy == Policy::Ignore;
-        let waiting = self.procs.any(|r| !(ignore && matches!(r, Role::Orphan { .. })));
+        let waiting = self
+            .procs
+            .any(|r| !(ignore && matches!(r, Role::Orphan { .. })));
         if !waiting && self.children != Children::None {
             // Without a SIGCHLD (nothing was ever started) only asking tells there is no child.
             self.reap();
@@ -1349,7 +1373,12 @@ impl Supervisor {
             if action == Action::Nothing {
                 continue; // already where it was asked to be: no change, no line
             }
-            info!(self.out, "{}/run: {} requested by uid {uid}", s.label, req.name());
+            info!(
+                self.out,
+                "{}/run: {} requested by uid {uid}",
+                s.label,
+                req.name()
+            );
             match action {
                 Action::Signal(pid, sig) => {
                     let _ = kill(pid, sig);
@@ -1498,7 +1527,9 @@ fn decide(req: &Request, run: RunState, pending: Pending) -> Action {
         }
         (R::Up { .. } | R::Restart { .. }, S::Down { .. }, _) => Action::Start,
         // On its way down: bring it back once it is.
-        (R::Up { .. }, S::Running { .. } | S::Finishing { .. }, P::Down) => Action::Then(P::Restart),
+        (R::Up { .. }, S::Running { .. } | S::Finishing { .. }, P::Down) => {
+            Action::Then(P::Restart)
+        }
         (R::Restart { .. }, S::Finishing { .. }, P::None | P::Down) => Action::Then(P::Restart),
         (R::Down { .. }, S::Finishing { .. }, P::None | P::Restart) => Action::Then(P::Down),
         (R::Down { .. }, S::Running { .. }, P::None) => Action::Stop(P::Down),
@@ -1560,13 +1591,23 @@ mod tests {
     use super::*;
 
     fn running() -> RunState {
-        RunState::Running { pid: Pid::from_raw(7), since: SystemTime::UNIX_EPOCH }
+        RunState::Running {
+            pid: Pid::from_raw(7),
+            since: SystemTime::UNIX_EPOCH,
+        }
     }
     fn finishing() -> RunState {
-        RunState::Finishing { pid: Pid::from_raw(8), exit: Exit::Code(0), since: SystemTime::UNIX_EPOCH }
+        RunState::Finishing {
+            pid: Pid::from_raw(8),
+            exit: Exit::Code(0),
+            since: SystemTime::UNIX_EPOCH,
+        }
     }
     fn down() -> RunState {
-        RunState::Down { why: Down::DownFile, since: SystemTime::UNIX_EPOCH }
+        RunState::Down {
+            why: Down::DownFile,
+            since: SystemTime::UNIX_EPOCH,
+        }
     }
     fn req(name: &str) -> Request {
         let services = vec!["x".to_owned()];
@@ -1574,7 +1615,10 @@ mod tests {
             "up" => Request::Up { services },
             "down" => Request::Down { services },
             "restart" => Request::Restart { services },
-            _ => Request::Signal { signal: libc::SIGHUP, services },
+            _ => Request::Signal {
+                signal: libc::SIGHUP,
+                services,
+            },
         }
     }
 
@@ -1586,17 +1630,47 @@ mod tests {
         assert_eq!(decide(&req("down"), down(), P::None), Action::Nothing);
         assert_eq!(decide(&req("up"), running(), P::None), Action::Nothing);
         assert_eq!(decide(&req("up"), running(), P::Restart), Action::Nothing);
-        assert_eq!(decide(&req("up"), running(), P::Down), Action::Then(P::Restart));
-        assert_eq!(decide(&req("down"), running(), P::None), Action::Stop(P::Down));
+        assert_eq!(
+            decide(&req("up"), running(), P::Down),
+            Action::Then(P::Restart)
+        );
+        assert_eq!(
+            decide(&req("down"), running(), P::None),
+            Action::Stop(P::Down)
+        );
         assert_eq!(decide(&req("down"), running(), P::Down), Action::Nothing);
-        assert_eq!(decide(&req("down"), running(), P::Restart), Action::Then(P::Down));
-        assert_eq!(decide(&req("restart"), running(), P::None), Action::Stop(P::Restart));
-        assert_eq!(decide(&req("restart"), running(), P::Down), Action::Then(P::Restart));
-        assert_eq!(decide(&req("restart"), running(), P::Restart), Action::Nothing);
-        assert_eq!(decide(&req("down"), finishing(), P::None), Action::Then(P::Down));
-        assert_eq!(decide(&req("restart"), finishing(), P::None), Action::Then(P::Restart));
-        assert_eq!(decide(&req("up"), finishing(), P::Down), Action::Then(P::Restart));
-        assert_eq!(decide(&req("signal"), running(), P::None), Action::Signal(Pid::from_raw(7), Signal::SIGHUP));
+        assert_eq!(
+            decide(&req("down"), running(), P::Restart),
+            Action::Then(P::Down)
+        );
+        assert_eq!(
+            decide(&req("restart"), running(), P::None),
+            Action::Stop(P::Restart)
+        );
+        assert_eq!(
+            decide(&req("restart"), running(), P::Down),
+            Action::Then(P::Restart)
+        );
+        assert_eq!(
+            decide(&req("restart"), running(), P::Restart),
+            Action::Nothing
+        );
+        assert_eq!(
+            decide(&req("down"), finishing(), P::None),
+            Action::Then(P::Down)
+        );
+        assert_eq!(
+            decide(&req("restart"), finishing(), P::None),
+            Action::Then(P::Restart)
+        );
+        assert_eq!(
+            decide(&req("up"), finishing(), P::Down),
+            Action::Then(P::Restart)
+        );
+        assert_eq!(
+            decide(&req("signal"), running(), P::None),
+            Action::Signal(Pid::from_raw(7), Signal::SIGHUP)
+        );
         assert_eq!(decide(&req("signal"), down(), P::None), Action::Nothing);
     }
 }
