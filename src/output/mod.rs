@@ -15,6 +15,7 @@ pub mod sink;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::time::Instant;
 
 use crate::log::{self, Level};
 use clock::Clock;
@@ -151,6 +152,20 @@ impl Output {
         if let Some(e) = self.err.write_up_to(u64::MAX) {
             self.report_broken(Stream::Stderr, e);
         }
+    }
+
+    /// When a sink's buffer is due for [`Output::trim`].
+    pub fn trim_deadline(&self) -> Option<Instant> {
+        match (self.out.trim_deadline(), self.err.trim_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Shrinks the buffers that a burst grew, once output has been quiet for a while.
+    pub fn trim(&mut self, now: Instant) {
+        self.out.trim(now);
+        self.err.trim(now);
     }
 
     /// Nothing queued (or nowhere left to write it).

@@ -9,6 +9,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -16,6 +17,14 @@ use nix::sys::stat::{SFlag, fstat};
 
 /// A queue over this size stops the pipes that feed it from being read (backpressure).
 pub const HIGH_WATER: usize = 1 << 20;
+
+/// A queue buffer grown by a burst is kept while output keeps coming (giving it back and growing
+/// it again would fault every page of it in anew, once per burst) and shrunk once the stream has
+/// been quiet this long, so that an idle dinit stays small.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
+/// Capacity kept after a trim, and the size above which a buffer is worth trimming.
+const KEEP: usize = 64 * 1024;
+const TRIM_ABOVE: usize = 256 * 1024;
 
 /// Original file status flags of fd 1 and 2 when dinit changed them (-1: untouched); the panic
 /// hook and the normal exit put them back.
@@ -55,6 +64,8 @@ pub struct Sink {
     base: u64,
     /// Set when writing failed for good (EPIPE, EBADF, ...): later output is dropped.
     pub broken: Option<Errno>,
+    /// A big buffer is due for a trim: when it was last seen in use, and `queued_total()` then.
+    trim: Option<(Instant, u64)>,
 }
 
 impl Sink {
@@ -70,6 +81,7 @@ impl Sink {
             head: 0,
             base: 0,
             broken: None,
+            trim: None,
         };
         let kind = match fstat(unsafe_borrow(fd)) {
             Ok(st) => SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()),
@@ -190,9 +202,28 @@ impl Sink {
         self.base += self.buf.len() as u64;
         self.buf.clear();
         self.head = 0;
-        // After a burst, give the memory back: an idle dinit should stay small.
-        if self.buf.capacity() > 256 * 1024 {
-            self.buf.shrink_to(64 * 1024);
+        if self.trim.is_none() && self.buf.capacity() > TRIM_ABOVE {
+            self.trim = Some((Instant::now(), self.queued_total()));
+        }
+    }
+
+    /// When [`Sink::trim`] has something to do.
+    pub fn trim_deadline(&self) -> Option<Instant> {
+        self.trim.map(|(at, _)| at + TRIM_AFTER)
+    }
+
+    /// Gives back the memory of a big, empty buffer once nothing was queued for `TRIM_AFTER`;
+    /// while output keeps coming, looks again `TRIM_AFTER` later.
+    pub fn trim(&mut self, now: Instant) {
+        let Some((at, total)) = self.trim else { return };
+        if now < at + TRIM_AFTER {
+            return;
+        }
+        self.trim = None;
+        if self.pending() == 0 && self.queued_total() == total {
+            self.buf.shrink_to(KEEP);
+        } else if self.buf.capacity() > TRIM_ABOVE {
+            self.trim = Some((now, self.queued_total()));
         }
     }
 }

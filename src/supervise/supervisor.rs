@@ -875,6 +875,7 @@ impl Supervisor {
 
     pub fn on_timers(&mut self, now: Instant) {
         self.control.expire(now, &self.registry);
+        self.out.trim(now);
         while let Some(t) = self.timers.pop_expired(now) {
             match t {
                 Timer::LoggerGrace(i) => {
@@ -1294,14 +1295,12 @@ impl Supervisor {
         if self.reap_again {
             return Some(Duration::ZERO);
         }
-        let control = self
-            .control
-            .next_deadline()
-            .map(|d| d.saturating_duration_since(now));
-        let t = match (self.timers.timeout(now), control) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let t = [self.control.next_deadline(), self.out.trim_deadline()]
+            .into_iter()
+            .flatten()
+            .map(|d| d.saturating_duration_since(now))
+            .chain(self.timers.timeout(now))
+            .min();
         if self.out.wants_retry() {
             return Some(t.map_or(Duration::from_millis(10), |t| {
                 t.min(Duration::from_millis(10))
