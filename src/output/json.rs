@@ -9,9 +9,6 @@
 /// Nesting limit: `serde_json` (recursion limit 128) accepts at most 127 levels.
 const MAX_DEPTH: usize = 127;
 
-/// The keys dinit owns in a record.
-const RESERVED: [&[u8]; 3] = [b"service", b"stage", b"logged"];
-
 /// One top-level member of an object: `text[start..end]` runs from just after the `{` or `,`
 /// before it to just before the `,` or `}` after it (surrounding whitespace included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,10 +56,7 @@ fn scan(line: &[u8], mut members: Option<&mut Vec<Member>>) -> Option<Object> {
         return None;
     }
     let text = &line[..end];
-    let mut s = Scanner {
-        text,
-        pos: start + 1,
-    };
+    let mut s = Scanner::new(text, start + 1);
     let mut has_reserved = false;
     let mut has_members = false;
     s.ws();
@@ -78,13 +72,13 @@ fn scan(line: &[u8], mut members: Option<&mut Vec<Member>>) -> Option<Object> {
             let reserved = if escaped {
                 is_reserved_escaped(key)
             } else {
-                RESERVED.contains(&key)
+                is_reserved(key)
             };
             has_reserved |= reserved;
             s.ws();
             s.expect(b':')?;
             s.ws();
-            s.value(1)?;
+            s.member_value(1)?;
             s.ws();
             if let Some(m) = members.as_deref_mut() {
                 m.push(Member {
@@ -110,6 +104,11 @@ fn scan(line: &[u8], mut members: Option<&mut Vec<Member>>) -> Option<Object> {
         has_members,
         has_reserved,
     })
+}
+
+fn is_reserved(key: &[u8]) -> bool {
+    // Spelled out rather than `RESERVED.contains`: a match compares lengths, then words.
+    matches!(key, b"service" | b"stage" | b"logged")
 }
 
 /// A key written with escapes is still that key once decoded.
@@ -141,7 +140,7 @@ fn is_reserved_escaped(raw_key: &[u8]) -> bool {
         buf[n] = c;
         n += 1;
     }
-    RESERVED.contains(&&buf[..n])
+    is_reserved(&buf[..n])
 }
 
 fn unescape_simple(e: u8) -> u8 {
@@ -163,18 +162,42 @@ fn hex4(h: &[u8]) -> Option<u32> {
     Some(v)
 }
 
-/// The bytes of `w` (little-endian) that end a plain ASCII run in a string: `"`, `\\`, a control
-/// character or a non-ASCII byte, as the high bit of each flagged byte (bit tricks from "Bit Twiddling Hacks": a zero
-/// byte of `w ^ c`, a byte less than 0x20). A borrow can flag bytes above a true hit, never
-/// below one, so the lowest flagged byte is always a real one.
-fn special_bytes(w: u64) -> u64 {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let quote = w ^ (LO * b'"' as u64);
-    let backslash = w ^ (LO * b'\\' as u64);
-    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
-    let below_space = w.wrapping_sub(LO * 0x20) & !w & HI;
-    zero(quote) | zero(backslash) | below_space | (w & HI)
+/// Bytes scanned per block when looking for the end of a plain run in a string.
+const BLOCK: usize = 64;
+
+/// Bit k set where `block[k]` ends a plain ASCII run in a string: `"`, `\\`, a control character
+/// or a non-ASCII byte (as signed bytes, those from 0x80 are negative, so one comparison finds
+/// both).
+#[cfg(target_arch = "x86_64")]
+fn stop_mask(block: &[u8; BLOCK]) -> u64 {
+    use std::arch::x86_64::*;
+    let mut mask = 0u64;
+    // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics run on every x86_64 CPU;
+    // each load reads the 16 bytes of one `chunk` (loadu needs no alignment).
+    unsafe {
+        let quote = _mm_set1_epi8(b'"' as i8);
+        let backslash = _mm_set1_epi8(b'\\' as i8);
+        let space = _mm_set1_epi8(0x20);
+        for (k, chunk) in block.chunks_exact(16).enumerate() {
+            let v = _mm_loadu_si128(chunk.as_ptr().cast());
+            let stop = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                _mm_cmplt_epi8(v, space),
+            );
+            mask |= (_mm_movemask_epi8(stop) as u16 as u64) << (16 * k);
+        }
+    }
+    mask
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn stop_mask(block: &[u8; BLOCK]) -> u64 {
+    let mut mask = 0u64;
+    for (k, &c) in block.iter().enumerate() {
+        let stop = c == b'"' || c == b'\\' || (c as i8) < 0x20;
+        mask |= (stop as u64) << k;
+    }
+    mask
 }
 
 /// The length of the valid UTF-8 character at the start of `b` (its first byte is >= 0x80).
@@ -199,12 +222,60 @@ fn skip_ws(t: &[u8], mut i: usize) -> usize {
     i
 }
 
+#[derive(Clone, Copy)]
 struct Scanner<'a> {
     text: &'a [u8],
     pos: usize,
+    /// The stop mask of the block at `text[block..]` (`usize::MAX`: none yet). The scan only
+    /// moves forward, so one block is all there is to remember.
+    block: usize,
+    mask: u64,
 }
 
-impl Scanner<'_> {
+impl<'a> Scanner<'a> {
+    fn new(text: &'a [u8], pos: usize) -> Self {
+        Scanner {
+            text,
+            pos,
+            block: usize::MAX,
+            mask: 0,
+        }
+    }
+
+    /// The first byte at or after `i` that ends a plain run in a string (see [`stop_mask`]), or
+    /// `None` when the text ends first.
+    #[inline(always)]
+    fn next_stop(&mut self, mut i: usize) -> Option<usize> {
+        let t = self.text;
+        while i < t.len() {
+            let base = i - i % BLOCK;
+            if self.block != base {
+                self.block = base;
+                self.mask = if let Some(b) = t.get(base..base + BLOCK) {
+                    stop_mask(b.try_into().unwrap_or(&[0; BLOCK]))
+                } else if t.len() >= BLOCK {
+                    // The last, short block: the mask of the last full 64 bytes, shifted so
+                    // that bit 0 is `base` again (no copy, and nothing past the end).
+                    let last = t.len() - BLOCK;
+                    stop_mask(t[last..].try_into().unwrap_or(&[0; BLOCK])) >> (base - last)
+                } else {
+                    // A text shorter than a block: zeros past its end count as stops (and are
+                    // then found to be past the end).
+                    let mut padded = [0u8; BLOCK];
+                    padded[..t.len()].copy_from_slice(t);
+                    stop_mask(&padded)
+                };
+            }
+            let m = self.mask >> (i - base);
+            if m != 0 {
+                let at = i + m.trailing_zeros() as usize;
+                return (at < t.len()).then_some(at);
+            }
+            i = base + BLOCK;
+        }
+        None
+    }
+
     fn peek(&self) -> Option<u8> {
         self.text.get(self.pos).copied()
     }
@@ -219,8 +290,32 @@ impl Scanner<'_> {
         (self.next()? == b).then_some(())
     }
 
+    #[inline(always)]
     fn ws(&mut self) {
+        // Every JSON whitespace byte is <= b' ': one comparison settles the common no-space case.
+        if self.text.get(self.pos).is_some_and(|&b| b > b' ') {
+            return;
+        }
         self.pos = skip_ws(self.text, self.pos);
+    }
+
+    /// A value inside an object or array: strings, the most common, without the call into the
+    /// recursive [`Scanner::value`].
+    #[inline(always)]
+    fn member_value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b'-' | b'0'..=b'9' => self.number(),
+            b'{' | b'[' => {
+                // The recursion works on a copy: `self` never has its address taken, so the
+                // flat walk keeps its position in registers.
+                let mut sub = *self;
+                sub.value(depth)?;
+                *self = sub;
+                Some(())
+            }
+            _ => self.value(depth),
+        }
     }
 
     fn value(&mut self, depth: usize) -> Option<()> {
@@ -252,7 +347,7 @@ impl Scanner<'_> {
             self.ws();
             self.expect(b':')?;
             self.ws();
-            self.value(depth)?;
+            self.member_value(depth)?;
             self.ws();
             match self.next()? {
                 b',' => {}
@@ -274,7 +369,7 @@ impl Scanner<'_> {
         }
         loop {
             self.ws();
-            self.value(depth)?;
+            self.member_value(depth)?;
             self.ws();
             match self.next()? {
                 b',' => {}
@@ -319,7 +414,8 @@ impl Scanner<'_> {
                 return None;
             }
         }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
+        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
+        if exponent {
             self.pos += 1;
             if matches!(self.peek(), Some(b'+' | b'-')) {
                 self.pos += 1;
@@ -333,7 +429,7 @@ impl Scanner<'_> {
         // ("number out of range", and it rounds values near the limit up): such a line is kept
         // as `msg` text so that every record parses. Only long numbers or exponents can be that
         // big, so the common case is not parsed.
-        if text.len() > 18 || text.iter().any(|b| matches!(b, b'e' | b'E')) {
+        if text.len() > 18 || exponent {
             let v: f64 = std::str::from_utf8(text).ok()?.parse().ok()?;
             if v.abs() >= 1e308 {
                 return None;
@@ -344,26 +440,26 @@ impl Scanner<'_> {
 
     /// A string starting at `pos` (the opening quote), valid UTF-8 inside. Returns whether it
     /// has escapes.
+    #[inline(always)]
     fn string(&mut self) -> Option<bool> {
-        let t = self.text;
-        let mut i = self.pos;
-        if t.get(i) != Some(&b'"') {
+        if self.peek() != Some(b'"') {
             return None;
         }
-        i += 1;
+        // Plain ASCII up to the closing quote is the common case: one jump.
+        let at = self.next_stop(self.pos + 1)?;
+        if self.text[at] == b'"' {
+            self.pos = at + 1;
+            return Some(false);
+        }
+        self.string_rest(at)
+    }
+
+    /// The rest of a string from its first escape, control or non-ASCII byte at `i`.
+    #[inline(never)]
+    fn string_rest(&mut self, mut i: usize) -> Option<bool> {
+        let t = self.text;
         let mut escaped = false;
         loop {
-            // Plain ASCII is the common case: skip it eight bytes at a time.
-            while i + 8 <= t.len() {
-                let word = u64::from_le_bytes(t[i..i + 8].try_into().unwrap_or([0; 8]));
-                let special = special_bytes(word);
-                if special != 0 {
-                    // The lowest flagged byte is exact (see `special_bytes`): go straight to it.
-                    i += (special.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                i += 8;
-            }
             match *t.get(i)? {
                 b'"' => {
                     self.pos = i + 1;
@@ -385,6 +481,8 @@ impl Scanner<'_> {
                 b if b < 0x80 => i += 1,
                 _ => i += utf8_char(&t[i..])?,
             }
+            // Then jump over the next plain run.
+            i = self.next_stop(i)?;
         }
     }
 
@@ -572,6 +670,38 @@ mod tests {
             agrees_with_serde(s.as_bytes());
         }
         agrees_with_serde(b"{\"a\":1}\x00");
+    }
+
+    /// The string scan works in 64-byte blocks (the last one read from the text's end, or
+    /// padded when the whole text is shorter): every length and every position of a byte that
+    /// ends a plain run, across block edges, agrees with serde_json.
+    #[test]
+    fn strings_across_block_edges() {
+        for prefix in [0usize, 1, 5, 60, 63, 64, 65] {
+            for len in 0..140 {
+                let pad = "p".repeat(prefix);
+                let plain = "a".repeat(len);
+                agrees_with_serde(format!("{{\"{pad}\":\"{plain}\"}}").as_bytes());
+                for at in (0..len).step_by(7).chain([len.saturating_sub(1)]) {
+                    for special in [
+                        &b"\\n"[..],
+                        b"\\u00e9",
+                        b"\xc3\xa9",
+                        b"\x01",
+                        b"\"",
+                        b"\\",
+                        b"\xff",
+                    ] {
+                        let mut v = format!("{{\"{pad}\":\"").into_bytes();
+                        v.extend_from_slice(&plain.as_bytes()[..at]);
+                        v.extend_from_slice(special);
+                        v.extend_from_slice(&plain.as_bytes()[at..]);
+                        v.extend_from_slice(b"\"}");
+                        agrees_with_serde(&v);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
