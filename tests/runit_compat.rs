@@ -521,7 +521,8 @@ fn prepare_ns(d: &TestDir) -> PathBuf {
     fs::write(ns.join("etc-runit/verbose"), "").unwrap();
     fs::write(ns.join("etc-runit/debug"), "").unwrap();
     // Docker's Debian images carry a policy-rc.d that says 101 ("do not start"); an image that
-    // runs its services removes it. Here: allowed.
+    // runs its services removes it. Here: allowed (mounted over the host's when it has one; no
+    // policy-rc.d at all allows too).
     write_exec(&ns.join("policy-rc.d"), "#!/bin/sh\nexit 0\n");
     fs::write(
         ns.join("rsyslog.conf"),
@@ -567,7 +568,7 @@ fn ns_setup(ns: &Path, sv: &Path, ro_supervise: bool) -> String {
          mount --bind $N/run /run\n\
          mount --bind $N/log /var/log\n\
          mount --bind $N/etc-runit /etc/runit\n\
-         mount --bind $N/policy-rc.d /usr/sbin/policy-rc.d\n\
+         if [ -e /usr/sbin/policy-rc.d ]; then mount --bind $N/policy-rc.d /usr/sbin/policy-rc.d; fi\n\
          mount --bind $N/rsyslog.conf /etc/rsyslog.conf\n\
          mount --bind $N/crontab /etc/crontab\n\
          mount --bind $N/empty /etc/cron.d\n\
