@@ -246,34 +246,45 @@ impl<'a> Scanner<'a> {
     /// `None` when the text ends first.
     #[inline(always)]
     fn next_stop(&mut self, mut i: usize) -> Option<usize> {
-        let t = self.text;
-        while i < t.len() {
+        loop {
             let base = i - i % BLOCK;
             if self.block != base {
-                self.block = base;
-                self.mask = if let Some(b) = t.get(base..base + BLOCK) {
-                    stop_mask(b.try_into().unwrap_or(&[0; BLOCK]))
-                } else if t.len() >= BLOCK {
-                    // The last, short block: the mask of the last full 64 bytes, shifted so
-                    // that bit 0 is `base` again (no copy, and nothing past the end).
-                    let last = t.len() - BLOCK;
-                    stop_mask(t[last..].try_into().unwrap_or(&[0; BLOCK])) >> (base - last)
-                } else {
-                    // A text shorter than a block: zeros past its end count as stops (and are
-                    // then found to be past the end).
-                    let mut padded = [0u8; BLOCK];
-                    padded[..t.len()].copy_from_slice(t);
-                    stop_mask(&padded)
-                };
+                if i >= self.text.len() {
+                    return None;
+                }
+                self.load_block(base);
             }
+            // Bits past the end of the text are zero (last block) or stops found past it
+            // (padded short text): either way the answer below is `None`.
             let m = self.mask >> (i - base);
             if m != 0 {
                 let at = i + m.trailing_zeros() as usize;
-                return (at < t.len()).then_some(at);
+                return (at < self.text.len()).then_some(at);
             }
             i = base + BLOCK;
         }
-        None
+    }
+
+    /// Computes the stop mask of the block at `base` (< the text's length). Kept out of line:
+    /// it runs once per 64 bytes, and inlined, its setup would run for every string.
+    #[inline(never)]
+    fn load_block(&mut self, base: usize) {
+        let t = self.text;
+        self.block = base;
+        self.mask = if let Some(b) = t.get(base..base + BLOCK) {
+            stop_mask(b.try_into().unwrap_or(&[0; BLOCK]))
+        } else if t.len() >= BLOCK {
+            // The last, short block: the mask of the last full 64 bytes, shifted so that bit 0
+            // is `base` again (no copy, and nothing past the end).
+            let last = t.len() - BLOCK;
+            stop_mask(t[last..].try_into().unwrap_or(&[0; BLOCK])) >> (base - last)
+        } else {
+            // A text shorter than a block: zeros past its end count as stops (and are then
+            // found to be past the end).
+            let mut padded = [0u8; BLOCK];
+            padded[..t.len()].copy_from_slice(t);
+            stop_mask(&padded)
+        };
     }
 
     fn peek(&self) -> Option<u8> {
