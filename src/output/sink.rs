@@ -18,9 +18,10 @@ use nix::sys::stat::{SFlag, fstat};
 /// A queue over this size stops the pipes that feed it from being read (backpressure).
 pub const HIGH_WATER: usize = 1 << 20;
 
-/// A queue buffer grown by a burst is kept while output keeps coming (giving it back and growing
-/// it again would fault every page of it in anew, once per burst) and shrunk once the stream has
-/// been quiet this long, so that an idle dinit stays small.
+/// A queue buffer grown by a burst is kept while bursts keep coming (giving it back and growing
+/// it again would fault every page of it in anew, once per write) and shrunk once a period this
+/// long needed no more than the small buffer, so that an idle or quietly logging dinit stays
+/// small.
 const TRIM_AFTER: Duration = Duration::from_secs(1);
 /// Capacity kept after a trim, and the size above which a buffer is worth trimming.
 const KEEP: usize = 64 * 1024;
@@ -64,8 +65,10 @@ pub struct Sink {
     base: u64,
     /// Set when writing failed for good (EPIPE, EBADF, ...): later output is dropped.
     pub broken: Option<Errno>,
-    /// A big buffer is due for a trim: when it was last seen in use, and `queued_total()` then.
-    trim: Option<(Instant, u64)>,
+    /// When a big buffer is due for a look (see [`Sink::trim`]).
+    trim_at: Option<Instant>,
+    /// The largest batch written since the last look.
+    used: usize,
 }
 
 impl Sink {
@@ -81,7 +84,8 @@ impl Sink {
             head: 0,
             base: 0,
             broken: None,
-            trim: None,
+            trim_at: None,
+            used: 0,
         };
         let kind = match fstat(unsafe_borrow(fd)) {
             Ok(st) => SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()),
@@ -199,32 +203,34 @@ impl Sink {
     }
 
     fn discard(&mut self) {
+        self.used = self.used.max(self.buf.len());
         self.base += self.buf.len() as u64;
         self.buf.clear();
         self.head = 0;
-        if self.trim.is_none() && self.buf.capacity() > TRIM_ABOVE {
-            self.trim = Some((Instant::now(), self.queued_total()));
+        if self.trim_at.is_none() && self.buf.capacity() > TRIM_ABOVE {
+            self.trim_at = Some(Instant::now() + TRIM_AFTER);
         }
     }
 
     /// When [`Sink::trim`] has something to do.
     pub fn trim_deadline(&self) -> Option<Instant> {
-        self.trim.map(|(at, _)| at + TRIM_AFTER)
+        self.trim_at
     }
 
-    /// Gives back the memory of a big, empty buffer once nothing was queued for `TRIM_AFTER`;
-    /// while output keeps coming, looks again `TRIM_AFTER` later.
+    /// Gives back the memory of a big, empty buffer when the last `TRIM_AFTER` needed no more
+    /// than the small one; while bursts go on, looks again `TRIM_AFTER` later.
     pub fn trim(&mut self, now: Instant) {
-        let Some((at, total)) = self.trim else { return };
-        if now < at + TRIM_AFTER {
-            return;
+        match self.trim_at {
+            Some(at) if now >= at => {}
+            _ => return,
         }
-        self.trim = None;
-        if self.pending() == 0 && self.queued_total() == total {
+        self.trim_at = None;
+        if self.pending() == 0 && self.used <= KEEP {
             self.buf.shrink_to(KEEP);
         } else if self.buf.capacity() > TRIM_ABOVE {
-            self.trim = Some((now, self.queued_total()));
+            self.trim_at = Some(now + TRIM_AFTER);
         }
+        self.used = 0;
     }
 }
 
