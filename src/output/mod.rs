@@ -162,7 +162,7 @@ impl Output {
         }
     }
 
-    /// Shrinks the buffers that a burst grew, once output has been quiet for a while.
+    /// Shrinks the buffers that a burst grew, once a second of output fits in a small one.
     pub fn trim(&mut self, now: Instant) {
         self.out.trim(now);
         self.err.trim(now);
