@@ -595,8 +595,8 @@ fn adopt_daemon_text_sigterm_subreaper() {
 }
 
 /// Expect: the idiomatic way to start a daemonizing program under `adopt`: `run` starts it
-/// (plain double fork, the parent returns at once, as `nginx` or `redis-server --daemonize yes`
-/// do) and exits 115 ("disable myself", no shutdown). The daemon is adopted and supervised:
+/// (plain double fork; the parent returns once the daemon runs, as `nginx` or `redis-server
+/// --daemonize yes` do) and exits 115 ("disable myself", no shutdown). The daemon is adopted and supervised:
 /// the container keeps running, its output is captured, and SIGTERM to dinit stops it (exit 0).
 /// dinit must not decide that "nothing is left running" before it has looked at the orphan.
 fn adopt_daemon_run_exits_115(test: &str, pid1: bool) {
@@ -604,6 +604,8 @@ fn adopt_daemon_run_exits_115(test: &str, pid1: bool) {
     write_daemon(&d);
     d.svc("a").run(&d.sh(
         "( bash -c \"exec -a demod bash '$S/daemon.sh'\" & echo $! > \"$S/daemon.pid\" )\n\
+         p=$(cat \"$S/daemon.pid\")\n\
+         until [ \"$(tr '\\0' '\\n' < /proc/$p/cmdline | head -n 1)\" = demod ]; do sleep 0.01; done\n\
          exit 115",
     ));
     let mut r = launcher(&d, Some("adopt"), pid1).text().spawn();

@@ -1573,14 +1573,16 @@ impl ProcStat {
         })
     }
 
-    /// How long ago the process started: field 22 counts clock ticks since boot, as
-    /// CLOCK_BOOTTIME does (both shifted alike inside a time namespace).
+    /// At least how long ago the process started: field 22 counts clock ticks since boot, as
+    /// CLOCK_BOOTTIME does (both shifted alike inside a time namespace). The kernel rounds the
+    /// start down to a tick (10 ms), so the real start may be up to a tick later: counting
+    /// from there keeps a process that is 1 ms old from looking 10 ms old.
     fn age(&self) -> Option<Duration> {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
         let now = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32);
         let ticks = clock_ticks();
         let start = Duration::from_secs(self.start_ticks / ticks)
-            + Duration::from_secs(self.start_ticks % ticks) / ticks as u32;
+            + Duration::from_secs(self.start_ticks % ticks + 1) / ticks as u32;
         Some(now.saturating_sub(start))
     }
 }
