@@ -487,7 +487,7 @@ impl<'a> Scanner<'a> {
                     }
                 }
                 b if b < 0x20 => return None, // a control character
-                b if b < 0x80 => i += 1,
+                // The only other stop: a byte from 0x80, the start of a UTF-8 character.
                 _ => i += utf8_char(&t[i..])?,
             }
             // Then jump over the next plain run.

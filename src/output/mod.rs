@@ -156,10 +156,10 @@ impl Output {
 
     /// When a sink's buffer is due for [`Output::trim`].
     pub fn trim_deadline(&self) -> Option<Instant> {
-        match (self.out.trim_deadline(), self.err.trim_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.out.trim_deadline(), self.err.trim_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Shrinks the buffers that a burst grew, once a second of output fits in a small one.

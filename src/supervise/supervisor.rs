@@ -1580,16 +1580,35 @@ impl ProcStat {
     fn age(&self) -> Option<Duration> {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
         let now = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32);
-        let ticks = clock_ticks();
-        let start = Duration::from_secs(self.start_ticks / ticks)
+        Some(self.age_at(now, clock_ticks()))
+    }
+
+    /// [`ProcStat::age`] at boot time `now`, with `ticks` clock ticks a second.
+    fn age_at(&self, now: Duration, ticks: u64) -> Duration {
+        let latest_start = Duration::from_secs(self.start_ticks / ticks)
             + Duration::from_secs(self.start_ticks % ticks + 1) / ticks as u32;
-        Some(now.saturating_sub(start))
+        now.saturating_sub(latest_start)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Started in tick 100 (1.00 s at 100 ticks/s): really somewhere in 1.00..1.01 s, so at
+    /// 1.005 s it may be brand new, and at 1.025 s it is at least 15 ms old.
+    #[test]
+    fn age_counts_from_the_latest_possible_start() {
+        let p = ProcStat {
+            state: b'S',
+            start_ticks: 100,
+        };
+        assert_eq!(p.age_at(Duration::from_millis(1005), 100), Duration::ZERO);
+        assert_eq!(
+            p.age_at(Duration::from_millis(1025), 100),
+            Duration::from_millis(15)
+        );
+    }
 
     fn running() -> RunState {
         RunState::Running {
