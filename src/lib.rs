@@ -12,6 +12,7 @@
 //! `main -> run -> exit code`. Before the loop the first failure prints one line and exits with
 //! the contract's code; once services run, PID 1 must not die: handlers log and carry on.
 
+pub mod actions;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -29,9 +30,10 @@ use mio::unix::SourceFd;
 use mio::{Interest, Poll};
 use signal_hook_mio::v1_0::Signals;
 
+use actions::ServiceIo;
 use config::Config;
+use event_loop::Loop;
 use log::Level;
-use output::pipes::Pipes;
 use output::sink;
 use output::{Output, Stream};
 use supervise::supervisor::Supervisor;
@@ -132,11 +134,11 @@ fn run() -> u8 {
         Ok(f) => f,
         Err(e) => return early_fail(format_args!("exiting: signal handlers: {e}")),
     };
-    let mut child_signal = match signals::child_signal() {
+    let child = match signals::child_signal() {
         Ok(s) => s,
         Err(e) => return early_fail(format_args!("exiting: signalfd: {}", error::errno_text(e))),
     };
-    let mut poll = match Poll::new() {
+    let poll = match Poll::new() {
         Ok(p) => p,
         Err(e) => return early_fail(format_args!("exiting: epoll: {e}")),
     };
@@ -145,7 +147,7 @@ fn run() -> u8 {
     if let Err(e) = registry.register(&mut signals, event_loop::SIGNALS, Interest::READABLE) {
         return early_fail(format_args!("exiting: signal handlers: {e}"));
     }
-    let child_fd = std::os::fd::AsRawFd::as_raw_fd(&child_signal);
+    let child_fd = std::os::fd::AsRawFd::as_raw_fd(&child);
     if let Err(e) = registry.register(
         &mut SourceFd(&child_fd),
         event_loop::CHILD,
@@ -179,36 +181,44 @@ fn run() -> u8 {
             return supervise::exit::DINIT_FAILED;
         }
     }
-    let registry = match poll.registry().try_clone() {
-        Ok(r) => r,
-        Err(e) => return early_fail(format_args!("exiting: epoll: {e}")),
-    };
     // The control socket is there before any service starts (a health check may come early).
     let (control, warning) =
-        control::server::Control::setup(&cfg.control_socket, &registry, event_loop::CONTROL);
+        control::server::Control::setup(&cfg.control_socket, registry, event_loop::CONTROL);
     if let Some(w) = warning {
         warn!(out, "{w}");
     }
     let dir = cfg.dir.clone();
-    let mut sup = Supervisor::new(cfg, control, out, Pipes::new(), registry);
-    match supervise::scan::scan(&dir) {
-        Ok(scan) => sup.start(scan.services, scan.error),
-        Err(e) => sup.start(Vec::new(), Some(e)),
+    let now = std::time::Instant::now();
+    let sig = event_loop::SignalSources {
+        signals,
+        caught,
+        child,
+    };
+    let mut lp = Loop::new(poll, sig, out, control, Supervisor::new(cfg, now));
+    let effects = match supervise::scan::scan(&dir) {
+        Ok(scan) => lp.sup.start(scan.services, scan.error, now),
+        Err(e) => lp.sup.start(Vec::new(), Some(e), now),
+    };
+    lp.io = lp
+        .sup
+        .services
+        .iter()
+        .map(|s| ServiceIo::new(&s.def))
+        .collect();
+    for e in effects {
+        if let Some(ev) = lp.perform(e) {
+            lp.queue.push_back(ev);
+        }
     }
+    lp.drain_queue();
 
     // ---- From here on PID 1 must not die: handlers log and carry on; only poll failing ends
     // ---- the loop, and even then dinit reports and exits with the internal-error code.
-    match event_loop::run(
-        &mut poll,
-        &mut signals,
-        &caught,
-        &mut child_signal,
-        &mut sup,
-    ) {
+    match lp.run() {
         Ok(code) => code,
         Err(e) => {
-            error!(sup.out, "exiting: poll: {e}");
-            flush_blocking(&mut sup.out);
+            error!(lp.out, "exiting: poll: {e}");
+            flush_blocking(&mut lp.out);
             supervise::exit::INTERNAL
         }
     }

@@ -1080,9 +1080,11 @@ fn wait_text_file(p: &Path) -> String {
 ///   stdout: nginx opened `/dev/stdout` before daemonizing, while its stdout was the service's
 ///   pipe, and its daemonizing pointed fd 1 at /dev/null, so that fd is not the daemon's
 ///   stdout: the line stays the service's (`nginx/run`) — captured, not lost;
-/// - its error log (`error_log /dev/stderr`, which nginx dup2's onto fd 2) is captured under
+/// - its error log (`error_log stderr`: nginx writes it to fd 2 itself) is captured under
 ///   `nginx:/<p>` after the adoption, including the lines its worker (a child forked before the
-///   adoption) writes: the worker's `<w>#<w>: exiting` at shutdown;
+///   adoption) writes: the worker's `<w>#<w>: exiting` at shutdown. (Adoption moves fds 1 and 2
+///   only: a log opened as `/dev/stderr` is a descriptor of its own and keeps writing to the
+///   service's pipe, as the access log above does; issue 18.)
 /// - SIGTERM to dinit (`docker stop`): `nginx:/<p>: sending SIGTERM to PID <p>`, nginx logs
 ///   `signal 15 (SIGTERM) received`, exits 0, dinit exits 0.
 fn nginx(test: &str, style: Style, pid1: bool) {
@@ -1096,7 +1098,7 @@ fn nginx(test: &str, style: Style, pid1: bool) {
     std::fs::write(
         &conf,
         format!(
-            "error_log /dev/stderr info;\n\
+            "error_log stderr info;\n\
              pid {pre_s}/nginx.pid;\n\
              events {{}}\n\
              http {{\n\

@@ -1,4 +1,6 @@
-//! The control protocol, version 1: one JSON request per line, one JSON response per line.
+//! The control protocol, version 1: one JSON request per line, one JSON response per line. The
+//! types here are the protocol: the server writes them and the client reads them, so a field or
+//! a reason string exists once.
 //!
 //! Request: an object with `cmd` and, where the command takes them, `services` (a list of
 //! names) and `signal` (a name such as `HUP`/`SIGHUP` or a number). Response: an object with
@@ -15,7 +17,14 @@
 //! anything wrong                                -> {"ok":false,"error":"unknown service: x"}
 //! ```
 //!
-//! Pure: parsing and response shapes; nothing here touches the process or the socket.
+//! Each type maps itself to and from JSON here, by hand, once (`to_json`, `from_json`): the
+//! static build's flags (`crt-static`) apply to host crates too, so serde's derive macros
+//! cannot be built; the mapping is what they would generate, written where it can be read.
+//! Readers are lenient where a client can be (a field missing or of another type takes the
+//! harmless default; a status without services or a service without a name is refused), so
+//! that an older client reads a newer server. Request errors keep the contract's texts
+//! (`unknown command: fly`, `down needs services`). Pure: nothing here touches the process or
+//! the socket.
 
 use serde_json::{Map, Value, json};
 
@@ -170,23 +179,379 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         .map(|sig| sig as i32)
 }
 
-pub fn ok(mut result: Map<String, Value>) -> String {
-    result.insert("ok".into(), Value::Bool(true));
-    // `ok` first reads better; serde_json keeps insertion order only with preserve_order, so
-    // build the line by hand.
-    let mut line = String::from("{\"ok\":true");
-    for (k, v) in result.iter().filter(|(k, _)| k.as_str() != "ok") {
-        line.push(',');
-        line.push_str(&Value::String(k.clone()).to_string());
-        line.push(':');
-        line.push_str(&v.to_string());
-    }
-    line.push('}');
-    line
+// ---- responses ------------------------------------------------------------------------------
+
+/// The result of `status` and `check`: what `dinit status --json` prints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub dinit: Dinit,
+    pub services: Vec<ServiceStatus>,
+    pub orphans: Vec<OrphanStatus>,
 }
 
-pub fn error(msg: &str) -> String {
-    json!({"ok": false, "error": msg}).to_string()
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dinit {
+    pub pid: u32,
+    pub state: DinitState,
+    pub uptime_s: f64,
+    pub version: String,
+    pub protocol: u64,
+}
+
+/// An enum of words on the wire: each variant's word, and the variant of a word.
+macro_rules! words {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $w:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($(#[$vm])* $v),+ }
+
+        impl $name {
+            pub fn word(self) -> &'static str {
+                match self { $($name::$v => $w),+ }
+            }
+            pub fn from_word(w: &str) -> Option<$name> {
+                match w { $($w => Some($name::$v),)+ _ => None }
+            }
+        }
+    };
+}
+
+words!(DinitState { Running = "running", Stopping = "stopping" });
+
+words!(State {
+    Running = "running",
+    /// `run` is being stopped (a request, or dinit's shutdown): terminate script or SIGTERM
+    /// sent.
+    Stopping = "stopping",
+    /// `run` ended and its `finish` runs; `pid` is finish's.
+    Finishing = "finishing",
+    Down = "down",
+});
+
+words!(
+    /// Why a service is down.
+    DownReason {
+        /// runit's `down` file: never started.
+        DownFile = "down_file",
+        /// Could not be started.
+        Failed = "failed",
+        /// `run` exited 115.
+        Disabled = "disabled",
+        /// `run` ended (and stopped the container).
+        Exited = "exited",
+        /// Stopped on request (`dinit down`).
+        Requested = "requested",
+    }
+);
+
+words!(Want { Up = "up", Down = "down" });
+
+words!(LogState { Running = "running", Down = "down" });
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceStatus {
+    pub name: String,
+    /// The service directory (where `check` lives).
+    pub dir: String,
+    pub state: State,
+    /// `run`'s pid (`finish`'s while it runs); null when down.
+    pub pid: Option<u32>,
+    /// When the state began, RFC 3339 with milliseconds: a later start compares greater.
+    pub since: String,
+    pub since_s: f64,
+    pub down_file: bool,
+    /// Why it is down; null unless `state` is `down`.
+    pub down_reason: Option<DownReason>,
+    /// Where dinit is taking it, as runit's `want up|down`.
+    pub want: Want,
+    /// How `run` ended last time.
+    pub exit: Option<ExitStatus>,
+    /// Null when the service has no logger.
+    pub log: Option<LogStatus>,
+    pub lines: Streams,
+    pub bytes: Streams,
+}
+
+impl ServiceStatus {
+    /// Down (or on its way down) because someone wanted it so: a `down` file, exit 115,
+    /// `dinit down`, or dinit's own shutdown.
+    pub fn down_on_purpose(&self) -> bool {
+        (self.want == Want::Down && self.state != State::Running)
+            || matches!(
+                self.down_reason,
+                Some(DownReason::DownFile | DownReason::Disabled | DownReason::Requested)
+            )
+    }
+}
+
+/// `{"code": n}` or `{"signal": n}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogStatus {
+    pub state: LogState,
+    pub pid: Option<u32>,
+    pub since: String,
+    pub since_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Streams {
+    pub stdout: u64,
+    pub stderr: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanStatus {
+    /// `<comm>/<pid>`.
+    pub name: String,
+    pub pid: i32,
+    /// `terminate` (being stopped) or `adopt`.
+    pub policy: String,
+}
+
+// ---- the JSON mapping -----------------------------------------------------------------------
+
+fn pid_value(pid: Option<u32>) -> Value {
+    pid.map_or(Value::Null, Value::from)
+}
+
+impl Status {
+    pub fn to_value(&self) -> Value {
+        json!({
+            "dinit": {
+                "pid": self.dinit.pid,
+                "state": self.dinit.state.word(),
+                "uptime_s": self.dinit.uptime_s,
+                "version": self.dinit.version,
+                "protocol": self.dinit.protocol,
+            },
+            "services": self.services.iter().map(ServiceStatus::to_value).collect::<Vec<_>>(),
+            "orphans": self.orphans.iter().map(|o| json!({
+                "name": o.name, "pid": o.pid, "policy": o.policy,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Reads a status object; only a missing list of services, or a service without a name,
+    /// is an error.
+    pub fn from_value(v: &Value) -> Result<Status, String> {
+        let d = Fields(v.get("dinit").unwrap_or(&Value::Null));
+        let services = match v.get("services") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(ServiceStatus::from_value)
+                .collect::<Result<_, _>>()?,
+            _ => return Err("no services".into()),
+        };
+        let orphans = match v.get("orphans") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|o| {
+                    let o = Fields(o);
+                    OrphanStatus {
+                        name: o.string("name"),
+                        pid: o
+                            .u64("pid")
+                            .and_then(|p| i32::try_from(p).ok())
+                            .unwrap_or(0),
+                        policy: o.string("policy"),
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Status {
+            dinit: Dinit {
+                pid: d
+                    .u64("pid")
+                    .and_then(|p| u32::try_from(p).ok())
+                    .unwrap_or(0),
+                state: d
+                    .word("state", DinitState::from_word)
+                    .unwrap_or(DinitState::Running),
+                uptime_s: d.f64("uptime_s"),
+                version: d.string("version"),
+                protocol: d.u64("protocol").unwrap_or(VERSION),
+            },
+            services,
+            orphans,
+        })
+    }
+}
+
+impl ServiceStatus {
+    pub fn to_value(&self) -> Value {
+        let streams = |s: Streams| json!({"stdout": s.stdout, "stderr": s.stderr});
+        json!({
+            "name": self.name,
+            "dir": self.dir,
+            "state": self.state.word(),
+            "pid": pid_value(self.pid),
+            "since": self.since,
+            "since_s": self.since_s,
+            "down_file": self.down_file,
+            "down_reason": self.down_reason.map(DownReason::word),
+            "want": self.want.word(),
+            "exit": match self.exit {
+                Some(ExitStatus::Code(c)) => json!({"code": c}),
+                Some(ExitStatus::Signal(s)) => json!({"signal": s}),
+                None => Value::Null,
+            },
+            "log": self.log.as_ref().map(|l| json!({
+                "state": l.state.word(),
+                "pid": pid_value(l.pid),
+                "since": l.since,
+                "since_s": l.since_s,
+            })),
+            "lines": streams(self.lines),
+            "bytes": streams(self.bytes),
+        })
+    }
+
+    pub fn from_value(v: &Value) -> Result<ServiceStatus, String> {
+        let f = Fields(v);
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("a service without a name")?;
+        let streams = |k: &str| {
+            let s = Fields(v.get(k).unwrap_or(&Value::Null));
+            Streams {
+                stdout: s.u64("stdout").unwrap_or(0),
+                stderr: s.u64("stderr").unwrap_or(0),
+            }
+        };
+        let exit = v.get("exit").and_then(|e| {
+            let e = Fields(e);
+            let n = |k| {
+                e.0.get(k)
+                    .and_then(Value::as_i64)
+                    .and_then(|n| i32::try_from(n).ok())
+            };
+            n("code")
+                .map(ExitStatus::Code)
+                .or_else(|| n("signal").map(ExitStatus::Signal))
+        });
+        let log = v.get("log").filter(|l| l.is_object()).map(|l| {
+            let l = Fields(l);
+            LogStatus {
+                state: l
+                    .word("state", LogState::from_word)
+                    .unwrap_or(LogState::Down),
+                pid: l.pid("pid"),
+                since: l.string("since"),
+                since_s: l.f64("since_s"),
+            }
+        });
+        Ok(ServiceStatus {
+            name: name.to_owned(),
+            dir: f.string("dir"),
+            state: f.word("state", State::from_word).unwrap_or(State::Down),
+            pid: f.pid("pid"),
+            since: f.string("since"),
+            since_s: f.f64("since_s"),
+            down_file: v.get("down_file").and_then(Value::as_bool).unwrap_or(false),
+            down_reason: f.word("down_reason", DownReason::from_word),
+            want: f.word("want", Want::from_word).unwrap_or(Want::Up),
+            exit,
+            log,
+            lines: streams("lines"),
+            bytes: streams("bytes"),
+        })
+    }
+}
+
+/// Lenient field readers: a field that is missing or of another type reads as `None` or the
+/// type's empty value.
+struct Fields<'a>(&'a Value);
+
+impl Fields<'_> {
+    fn string(&self, k: &str) -> String {
+        self.0
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    }
+    fn f64(&self, k: &str) -> f64 {
+        self.0.get(k).and_then(Value::as_f64).unwrap_or(0.0)
+    }
+    fn u64(&self, k: &str) -> Option<u64> {
+        self.0.get(k).and_then(Value::as_u64)
+    }
+    /// A pid: positive, or none.
+    fn pid(&self, k: &str) -> Option<u32> {
+        self.u64(k)
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|&p| p > 0)
+    }
+    fn word<T>(&self, k: &str, parse: fn(&str) -> Option<T>) -> Option<T> {
+        self.0.get(k).and_then(Value::as_str).and_then(parse)
+    }
+}
+
+/// One response line (without its newline).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    /// `{"ok":true}`
+    Done,
+    /// `{"ok":true,"dinit":…,"services":…,"orphans":…}`
+    Status(Status),
+    /// `{"ok":false,"error":…}`
+    Refused(String),
+}
+
+impl Response {
+    pub fn to_json(&self) -> String {
+        match self {
+            Response::Done => r#"{"ok":true}"#.to_owned(),
+            // `ok` first reads better; serde_json's map keeps keys sorted, so the line is
+            // put together here.
+            Response::Status(s) => {
+                let body = s.to_value().to_string();
+                format!(r#"{{"ok":true,{}"#, &body[1..])
+            }
+            Response::Refused(e) => {
+                format!(r#"{{"ok":false,"error":{}}}"#, Value::from(e.as_str()))
+            }
+        }
+    }
+}
+
+/// Why a response line is not the result the client asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyError {
+    /// `{"ok":false,"error":…}`: its text.
+    Refused(String),
+    /// Not a response of this protocol.
+    Invalid(String),
+}
+
+/// Reads a response line: the object of a successful one, `ok` removed.
+pub fn read_response(line: &[u8]) -> Result<Map<String, Value>, ReplyError> {
+    let v: Value = serde_json::from_slice(line).map_err(|e| ReplyError::Invalid(e.to_string()))?;
+    let Value::Object(mut m) = v else {
+        return Err(ReplyError::Invalid("not a JSON object".into()));
+    };
+    match m.remove("ok") {
+        Some(Value::Bool(true)) => Ok(m),
+        Some(Value::Bool(false)) => Err(ReplyError::Refused(match m.remove("error") {
+            Some(Value::String(e)) => e,
+            _ => "request failed".to_owned(),
+        })),
+        _ => Err(ReplyError::Invalid("no ok".into())),
+    }
+}
+
+/// Reads a status response.
+pub fn read_status(line: &[u8]) -> Result<Status, ReplyError> {
+    let m = read_response(line)?;
+    Status::from_value(&Value::Object(m)).map_err(ReplyError::Invalid)
 }
 
 #[cfg(test)]
@@ -279,15 +644,134 @@ mod tests {
         ] {
             assert_eq!(parse(r.to_json().as_bytes()), Ok(r));
         }
+        assert_eq!(Request::Shutdown.to_json(), r#"{"cmd":"shutdown"}"#);
+    }
+
+    fn status() -> Status {
+        Status {
+            dinit: Dinit {
+                pid: 1,
+                state: DinitState::Running,
+                uptime_s: 1.5,
+                version: "0.1.0".into(),
+                protocol: VERSION,
+            },
+            services: vec![ServiceStatus {
+                name: "web".into(),
+                dir: "/etc/service/web".into(),
+                state: State::Down,
+                pid: None,
+                since: "2026-01-01T00:00:00.000Z".into(),
+                since_s: 2.0,
+                down_file: false,
+                down_reason: Some(DownReason::DownFile),
+                want: Want::Down,
+                exit: Some(ExitStatus::Signal(9)),
+                log: Some(LogStatus {
+                    state: LogState::Running,
+                    pid: Some(13),
+                    since: "2026-01-01T00:00:00.000Z".into(),
+                    since_s: 2.0,
+                }),
+                lines: Streams {
+                    stdout: 3,
+                    stderr: 4,
+                },
+                bytes: Streams::default(),
+            }],
+            orphans: vec![],
+        }
     }
 
     #[test]
     fn responses() {
-        let mut m = Map::new();
-        m.insert("x".into(), json!(1));
-        assert_eq!(ok(m), r#"{"ok":true,"x":1}"#);
-        assert_eq!(error("nope"), r#"{"error":"nope","ok":false}"#);
-        let v: Value = serde_json::from_str(&error("a\"b")).unwrap();
-        assert_eq!(v["error"], "a\"b");
+        assert_eq!(Response::Done.to_json(), r#"{"ok":true}"#);
+        assert_eq!(
+            Response::Refused("a\"b".into()).to_json(),
+            r#"{"ok":false,"error":"a\"b"}"#
+        );
+        let line = Response::Status(status()).to_json();
+        assert!(line.starts_with(r#"{"ok":true,"dinit":{"#), "{line}");
+        for want in [
+            r#""down_reason":"down_file""#,
+            r#""exit":{"signal":9}"#,
+            r#""want":"down""#,
+            r#""lines":{"stderr":4,"stdout":3}"#,
+            r#""pid":null"#,
+        ] {
+            assert!(line.contains(want), "{want} in {line}");
+        }
+        assert_eq!(read_status(line.as_bytes()), Ok(status()));
+        assert!(read_response(br#"{"ok":true}"#).is_ok());
+        assert_eq!(
+            read_response(br#"{"ok":false,"error":"unknown service: x"}"#).unwrap_err(),
+            ReplyError::Refused("unknown service: x".into())
+        );
+        assert_eq!(
+            read_response(br#"{"ok":false}"#).unwrap_err(),
+            ReplyError::Refused("request failed".into())
+        );
+        for bad in [&b"garbage"[..], b"[1]", b"{}", br#"{"ok":"yes"}"#, b""] {
+            assert!(matches!(read_response(bad), Err(ReplyError::Invalid(_))));
+        }
+        // A status without its services is not a status.
+        assert!(matches!(
+            read_status(br#"{"ok":true,"dinit":{}}"#),
+            Err(ReplyError::Invalid(_))
+        ));
+    }
+
+    /// What an older or newer server may send: missing fields and unknown words take the
+    /// harmless default; only a service without a name is refused.
+    #[test]
+    fn lenient_reading() {
+        let v = json!({"dinit": {"state": "stopping"}, "services": [
+            {"name": "web", "dir": "/s/web", "state": "running", "pid": 12,
+             "since": "2026-01-01T00:00:00.000Z", "since_s": 4.7, "down_file": true,
+             "down_reason": null, "log": {"state": "running", "pid": 13, "since_s": 2.0}},
+            {"name": "db", "state": "weird", "pid": null, "down_reason": "requested", "log": null},
+        ]});
+        let st = Status::from_value(&v).unwrap();
+        assert_eq!(st.dinit.state, DinitState::Stopping);
+        let web = &st.services[0];
+        assert_eq!(
+            (web.state, web.pid, web.down_file),
+            (State::Running, Some(12), true)
+        );
+        let log = web.log.as_ref().unwrap();
+        assert_eq!(
+            (log.state, log.pid, log.since_s),
+            (LogState::Running, Some(13), 2.0)
+        );
+        let db = &st.services[1];
+        assert_eq!(
+            (db.state, db.pid, db.log.is_none()),
+            (State::Down, None, true)
+        );
+        assert!(db.down_on_purpose());
+        assert!(Status::from_value(&json!({"services": [{}]})).is_err());
+        assert!(Status::from_value(&json!({})).is_err());
+    }
+
+    #[test]
+    fn on_purpose() {
+        let mut s = status().services.remove(0);
+        for (reason, yes) in [
+            (DownReason::DownFile, true),
+            (DownReason::Disabled, true),
+            (DownReason::Requested, true),
+            (DownReason::Exited, false),
+            (DownReason::Failed, false),
+        ] {
+            s.down_reason = Some(reason);
+            s.want = Want::Up;
+            assert_eq!(s.down_on_purpose(), yes, "{reason:?}");
+        }
+        s.down_reason = None;
+        s.state = State::Finishing;
+        s.want = Want::Down;
+        assert!(s.down_on_purpose());
+        s.state = State::Running;
+        assert!(!s.down_on_purpose());
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use super::protocol::{self, MAX_REQUEST, Request};
+use super::protocol::{self, MAX_REQUEST, Request, Response};
 use crate::config::ControlSocket;
 use crate::error::Error;
 
@@ -90,8 +90,8 @@ impl Control {
         self.conns.contains_key(&token)
     }
 
-    /// Accepts every waiting connection.
-    pub fn accept(&mut self, registry: &Registry) {
+    /// Accepts every waiting connection; `token` gives each its poll token.
+    pub fn accept(&mut self, registry: &Registry, mut token: impl FnMut() -> Token) {
         let Some(listener) = &self.listener else {
             return;
         };
@@ -104,12 +104,12 @@ impl Control {
                 Err(_) => return,
             };
             if self.conns.len() >= MAX_CONNECTIONS {
-                let _ = stream
-                    .write_all(format!("{}\n", protocol::error("too many connections")).as_bytes());
+                let refusal = Response::Refused("too many connections".into()).to_json();
+                let _ = stream.write_all(format!("{refusal}\n").as_bytes());
                 continue; // dropped: closed
             }
             let uid = peer_uid(&stream).unwrap_or(u32::MAX);
-            let token = crate::event_loop::new_token();
+            let token = token();
             if registry
                 .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
                 .is_err()

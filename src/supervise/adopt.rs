@@ -1,571 +1,552 @@
-//! Redirecting an adopted process's stdout and stderr into dinit, through ptrace.
+//! Adoption's output redirection, as state machines the loop drives: nothing here waits.
 //!
-//! A daemon that double-forked keeps writing wherever its fds 1 and 2 point (often the pipe of
-//! the service that started it, or /dev/null). To capture its lines as `<name>/<pid>`, dinit
-//! makes the process itself install new pipe ends: it stops the process (`PTRACE_SEIZE` +
-//! `PTRACE_INTERRUPT`), runs a few system calls in it (`mmap` a scratch page, `socket` +
-//! `connect` to an abstract socket dinit listens on, `recvmsg` the two pipe ends dinit sends
-//! with `SCM_RIGHTS`, `dup3` them over the fds to replace, `close`, `munmap`), restores its
-//! registers and lets it go. The same is done in every descendant that holds the same pipe or
-//! file as the adopted process's original stdout/stderr.
+//! To capture an adopted daemon's lines as `<name>/<pid>`, dinit makes the process itself
+//! install new pipe ends as its fds 1 and 2: it stops the process (`PTRACE_SEIZE`,
+//! `PTRACE_INTERRUPT`), runs system calls inside it (`mmap` a scratch page, `socket` +
+//! `connect` to dinit's hand-over socket, `recvmsg` the two pipe ends, `dup3` them over fds 1
+//! and 2, `close`, `munmap`), puts its registers back and lets it go. The same is done in each
+//! descendant whose fd 1 or 2 is the daemon's original stdout or stderr (nginx's workers).
+//! Only fds 1 and 2 move: any other descriptor a process holds on the same pipe stays as it
+//! was (syslog-ng watches one of its own).
 //!
-//! Why this way: in Docker's default seccomp profile `pidfd_getfd` and `kcmp` need
-//! CAP_SYS_PTRACE, while ptrace of one's own (reparented) child is allowed (Docker >= 19.03,
-//! kernel >= 4.8). No code is written into the process: each call runs a `syscall` instruction
-//! it already has (the one it was stopped in, or one of its vDSO), stepped with `PTRACE_SYSCALL`,
-//! which also keeps other threads of the process safe. A system call the stop interrupted is
-//! restarted as the kernel would (`-ERESTART*` handled like `arch_do_signal_or_restart`).
-//! Signals that arrive meanwhile are handed back when the process is let go.
+//! Every step is an event: a ptrace stop reported by the reaper's `waitpid`, or the result of a
+//! command the tracer ran at once. An [`Injection`] (one process) answers each with the
+//! commands to run next ([`Cmd`]); a [`Capture`] (one adopted process) runs the injections one
+//! after another. A process that does not stop, or does not get through its calls, within
+//! [`DEADLINE`] is given up: interrupted, and let go at its next stop (a process in `vfork`
+//! stops only when its child execs or exits; until then it runs on as a tracee that dinit
+//! waits for no more than for any other event). It is tried again at a later scan. The x86_64
+//! details (registers, memory, the socket) are in `tracer.rs`.
 //!
-//! The waits for the process's stops are blocking `waitpid` calls on that one pid: a stopped
-//! process answers in microseconds, and an adoption is rare. Only x86_64 is supported; on
-//! other architectures the redirection reports an error and adoption goes on without capture.
+//! Pure: no system call here.
 
 use std::fmt;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
-/// Why a redirection did not happen.
-#[derive(Debug)]
-pub enum AdoptError {
-    /// A step failed.
-    Step { step: &'static str, errno: Errno },
-    /// The adopted process ended meanwhile (its wait status, already collected).
-    Gone(WaitStatus),
-}
-
-impl fmt::Display for AdoptError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AdoptError::Step { step, errno } => {
-                write!(f, "{step}: {}", crate::error::errno_text(*errno))
-            }
-            AdoptError::Gone(_) => f.write_str("process ended"),
-        }
-    }
-}
-
-/// An open file as the kernel identifies it: device and inode (and whether it is a character
-/// device such as /dev/null, which many unrelated fds share).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Ident {
-    dev: u64,
-    ino: u64,
-    chr: bool,
-}
-
-/// Whether `pid`'s stdout now points to a character device (`/dev/null`): a daemon that
-/// finished daemonizing only after it was adopted has thrown the captured pipe away.
-pub fn stdout_dropped(pid: Pid) -> bool {
-    ident(pid, 1).is_some_and(|id| id.chr)
-}
-
-fn ident(pid: Pid, fd: i32) -> Option<Ident> {
-    let st = nix::sys::stat::stat(format!("/proc/{pid}/fd/{fd}").as_str()).ok()?;
-    let chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
-    Some(Ident {
-        dev: st.st_dev,
-        ino: st.st_ino,
-        chr,
-    })
-}
+/// How long one process's redirection may take, from the seize to the detach.
+pub const DEADLINE: Duration = Duration::from_secs(1);
+/// How often an adopted process's output is captured (again after it threw the pipe away).
+pub const MAX_CAPTURES: u8 = 3;
+/// Retries after a timeout wait this long, doubling up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(32);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Which {
+pub enum Which {
     Stdout,
     Stderr,
 }
 
-/// Replaces `pid`'s fds 1 and 2, and every fd of it and its descendants that is the same open
-/// file as its original stdout or stderr, with `stdout_w` / `stderr_w`.
-pub fn redirect(pid: Pid, stdout_w: &OwnedFd, stderr_w: &OwnedFd) -> Result<(), AdoptError> {
-    let (orig_out, orig_err) = (ident(pid, 1), ident(pid, 2));
-    let ours = [Some(fd_ident(stdout_w)), Some(fd_ident(stderr_w))];
-    let listener = Listener::new(pid)?;
-    let mut first = true;
-    for p in std::iter::once(pid).chain(descendants(pid)) {
-        let mut targets = Vec::new();
-        if first {
-            // The adopted process's own 1 and 2 always move, whatever they were.
-            targets.push((1, Which::Stdout));
-            targets.push((2, Which::Stderr));
+/// The fds of one process to replace, and with which pipe.
+pub type Targets = Vec<(i32, Which)>;
+
+/// A system call run inside the tracee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Mmap,
+    Socket,
+    Connect { page: u64, sock: u64 },
+    Recvmsg { page: u64, sock: u64 },
+    Dup3 { from: u64, to: i32 },
+    Close(u64),
+    Munmap(u64),
+}
+
+impl Call {
+    pub fn name(self) -> &'static str {
+        match self {
+            Call::Mmap => "mmap",
+            Call::Socket => "socket",
+            Call::Connect { .. } => "connect",
+            Call::Recvmsg { .. } => "recvmsg",
+            Call::Dup3 { .. } => "dup3",
+            Call::Close(_) => "close",
+            Call::Munmap(_) => "munmap",
         }
-        for fd in open_fds(p) {
-            if fd == 0 || (first && fd <= 2) {
-                continue;
+    }
+}
+
+/// What the tracer is asked to do for one tracee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmd {
+    /// `PTRACE_SEIZE`, `PTRACE_INTERRUPT` (answered with [`Input::Seized`]).
+    Seize,
+    /// At the first stop: keep its registers, find a `syscall` instruction
+    /// ([`Input::Prepared`]).
+    Prepare,
+    /// Set the registers up for the call and run to its entry stop.
+    Call(Call),
+    /// Run on to the next stop: the call's exit (`syscall`), or on after a stop that was not
+    /// the one waited for.
+    Resume {
+        syscall: bool,
+    },
+    /// Read the two fds `recvmsg` received ([`Input::Received`]).
+    ReadFds(u64),
+    /// Accept the tracee's connection, its pid checked, and send it the pipe ends
+    /// ([`Input::HandedOver`]).
+    HandOver,
+    Interrupt,
+    /// Put the registers back (when they were changed) and let go, handing back `signal`.
+    Detach {
+        restore: bool,
+        signal: Option<i32>,
+    },
+}
+
+/// Why a redirection did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// A step failed.
+    Step(&'static str, Errno),
+    /// The process did not get through within [`DEADLINE`].
+    TimedOut,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Step(step, errno) => {
+                write!(f, "{step}: {}", crate::error::errno_text(*errno))
             }
-            let Some(id) = ident(p, fd) else { continue };
-            if ours.contains(&Some(id)) {
-                continue;
-            }
-            // /dev/null and terminals are shared by unrelated fds: only fds 1 and 2 follow them.
-            let eligible = |orig: Option<Ident>| orig == Some(id) && (fd <= 2 || !id.chr);
-            if eligible(orig_out) {
-                targets.push((fd, Which::Stdout));
-            } else if eligible(orig_err) {
-                targets.push((fd, Which::Stderr));
-            }
+            Failure::TimedOut => write!(
+                f,
+                "no progress within {} s, will try again later",
+                DEADLINE.as_secs()
+            ),
         }
-        let result = if targets.is_empty() {
-            Ok(())
+    }
+}
+
+/// What reaches an injection: the tracee's stops, results of the tracer's commands, its
+/// deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// For a capture: its pipes are made, and these descendants share the adopted process's
+    /// output (each with the fds to replace); or it cannot start now.
+    Planned(Result<Vec<(Pid, Targets)>, Busy>),
+    Seized(Result<(), Failure>),
+    Prepared(Result<(), Failure>),
+    Received(Result<(u64, u64), Failure>),
+    HandedOver(Result<(), Failure>),
+    /// `PTRACE_EVENT_STOP`: the interrupt asked for, or a group stop.
+    EventStop,
+    /// A syscall entry or exit stop; `ret` is the return register.
+    SyscallStop {
+        ret: i64,
+    },
+    /// A signal is about to be delivered.
+    SignalStop(i32),
+    Deadline,
+}
+
+/// A capture that could not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// The process sleeps uninterruptibly (in `vfork`, say): it would not stop; try later.
+    Asleep,
+    /// Making the pipes or the socket failed.
+    Failed(Failure),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Seized and interrupted: waiting for it to stop.
+    Stopping,
+    /// Waiting for the entry stop of the call.
+    Entering(Call),
+    /// Waiting for its exit stop.
+    Leaving(Call),
+    /// Waiting for the hand-over's result (synchronous: the next input).
+    HandingOver,
+    /// Waiting for the received fds (synchronous).
+    Reading,
+    /// Given up while the process runs: let it go at its next stop (`restore`: registers
+    /// were changed).
+    Abandoning {
+        restore: bool,
+    },
+    Done(Result<(), Failure>),
+}
+
+/// The redirection of one process's fds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injection {
+    pub pid: Pid,
+    targets: Targets,
+    phase: Phase,
+    /// A signal that arrived while the process was held, handed back when it is let go.
+    held: Option<i32>,
+    /// What the calls made inside the process, until released again.
+    page: Option<u64>,
+    sock: Option<u64>,
+    received: [Option<u64>; 2],
+    /// Next target to `dup3`.
+    next_dup: usize,
+    /// The first failure (a `dup3` failing does not stop the others).
+    failed: Option<Failure>,
+}
+
+impl Injection {
+    /// Starts redirecting `targets` of `pid`: the first command is [`Cmd::Seize`].
+    pub fn new(pid: Pid, targets: Targets) -> (Injection, Cmd) {
+        let inj = Injection {
+            pid,
+            targets,
+            phase: Phase::Stopping,
+            held: None,
+            page: None,
+            sock: None,
+            received: [None, None],
+            next_dup: 0,
+            failed: None,
+        };
+        (inj, Cmd::Seize)
+    }
+
+    /// The outcome once the process is let go.
+    pub fn outcome(&self) -> Option<Result<(), Failure>> {
+        match self.phase {
+            Phase::Done(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Moves on `input`; returns the commands to run, in order.
+    pub fn on(&mut self, input: Input) -> Vec<Cmd> {
+        use Input as I;
+        use Phase as P;
+        match (self.phase, input) {
+            (P::Done(_), _) | (_, I::Planned(_)) => vec![],
+            (P::Abandoning { restore }, I::EventStop | I::SyscallStop { .. }) => {
+                self.phase = P::Done(Err(Failure::TimedOut));
+                vec![Cmd::Detach {
+                    restore,
+                    signal: self.held.take(),
+                }]
+            }
+            (P::Abandoning { restore }, I::SignalStop(sig)) => {
+                self.phase = P::Done(Err(Failure::TimedOut));
+                vec![Cmd::Detach {
+                    restore,
+                    signal: Some(sig),
+                }]
+            }
+            (P::Abandoning { .. }, _) => vec![],
+            (P::Stopping, I::Seized(Err(f))) => {
+                self.phase = P::Done(Err(f));
+                vec![]
+            }
+            (P::Stopping, I::EventStop) => vec![Cmd::Prepare],
+            (P::Stopping, I::Prepared(Ok(()))) => self.call(Call::Mmap),
+            (P::Stopping, I::Prepared(Err(f))) => {
+                self.phase = P::Done(Err(f));
+                vec![Cmd::Detach {
+                    restore: false,
+                    signal: self.held.take(),
+                }]
+            }
+            (_, I::SignalStop(sig)) => {
+                self.held = Some(sig);
+                vec![Cmd::Resume {
+                    syscall: self.phase != P::Stopping,
+                }]
+            }
+            (P::Stopping, I::Deadline) => {
+                // The interrupt is still pending: its stop is what lets the process go.
+                self.phase = P::Abandoning { restore: false };
+                vec![]
+            }
+            (P::Entering(_) | P::Leaving(_) | P::HandingOver | P::Reading, I::Deadline) => {
+                self.phase = P::Abandoning { restore: true };
+                vec![Cmd::Interrupt]
+            }
+            (P::Stopping, I::SyscallStop { .. }) => vec![Cmd::Resume { syscall: false }],
+            (P::Entering(call), I::SyscallStop { .. }) => {
+                self.phase = P::Leaving(call);
+                vec![Cmd::Resume { syscall: true }]
+            }
+            (P::Entering(_) | P::Leaving(_), I::EventStop) => vec![Cmd::Resume { syscall: true }],
+            (P::Leaving(call), I::SyscallStop { ret }) => self.returned(call, ret),
+            (P::HandingOver, I::HandedOver(Ok(()))) => match (self.page, self.sock) {
+                (Some(page), Some(sock)) => self.call(Call::Recvmsg { page, sock }),
+                _ => self.fail(Failure::Step("recvmsg", Errno::EINVAL)),
+            },
+            (P::HandingOver, I::HandedOver(Err(f))) | (P::Reading, I::Received(Err(f))) => {
+                self.fail(f)
+            }
+            (P::Reading, I::Received(Ok((out, err)))) => {
+                self.received = [Some(out), Some(err)];
+                self.next()
+            }
+            // Inputs that do not belong to the phase (a late result): nothing to do.
+            _ => vec![],
+        }
+    }
+
+    fn call(&mut self, call: Call) -> Vec<Cmd> {
+        self.phase = Phase::Entering(call);
+        vec![Cmd::Call(call)]
+    }
+
+    /// The exit stop of `call` with the return register `ret`.
+    fn returned(&mut self, call: Call, ret: i64) -> Vec<Cmd> {
+        let result = if (-4095..0).contains(&ret) {
+            Err(Failure::Step(call.name(), Errno::from_raw(-ret as i32)))
         } else {
-            inject(p, &listener, stdout_w, stderr_w, &targets)
-        };
-        match result {
-            Ok(()) => {}
-            // A descendant that fails or ends does not undo the adopted process's redirection.
-            Err(_) if !first => {}
-            Err(e) => return Err(e),
-        }
-        first = false;
-    }
-    Ok(())
-}
-
-fn fd_ident(fd: &OwnedFd) -> Ident {
-    match nix::sys::stat::fstat(fd) {
-        Ok(st) => Ident {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            chr: false,
-        },
-        Err(_) => Ident {
-            dev: u64::MAX,
-            ino: u64::MAX,
-            chr: false,
-        },
-    }
-}
-
-fn open_fds(pid: Pid) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return Vec::new();
-    };
-    let mut fds: Vec<i32> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    fds.sort_unstable();
-    fds
-}
-
-/// Every descendant of `pid`, parents before children.
-fn descendants(pid: Pid) -> Vec<Pid> {
-    let mut out = Vec::new();
-    let mut todo = vec![pid];
-    while let Some(p) = todo.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
-            continue;
-        };
-        for t in tasks.flatten() {
-            let path = t.path().join("children");
-            let Ok(list) = std::fs::read_to_string(path) else {
-                continue;
-            };
-            for c in list
-                .split_ascii_whitespace()
-                .filter_map(|c| c.parse().ok())
-                .map(Pid::from_raw)
-            {
-                out.push(c);
-                todo.push(c);
-            }
-        }
-    }
-    out
-}
-
-/// The abstract socket the processes connect to, to receive the pipe ends. (Only the x86_64
-/// injection uses it; elsewhere adoption stops before the first connection.)
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-struct Listener {
-    fd: OwnedFd,
-    addr: Vec<u8>,
-}
-
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-impl Listener {
-    fn new(pid: Pid) -> Result<Listener, AdoptError> {
-        use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, listen, socket};
-        let step = |step| move |errno| AdoptError::Step { step, errno };
-        let fd = socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(step("socket"))?;
-        let name = format!("dinit-adopt-{}-{pid}", std::process::id());
-        let addr = UnixAddr::new_abstract(name.as_bytes()).map_err(step("socket"))?;
-        bind(fd.as_raw_fd(), &addr).map_err(step("bind"))?;
-        listen(
-            &fd,
-            nix::sys::socket::Backlog::new(4).map_err(step("listen"))?,
-        )
-        .map_err(step("listen"))?;
-        let mut raw = vec![0u8]; // abstract: a NUL, then the name (no terminator)
-        raw.extend_from_slice(name.as_bytes());
-        Ok(Listener { fd, addr: raw })
-    }
-
-    /// Accepts the connection the tracee just made and sends it both pipe ends.
-    fn send(&self, stdout_w: &OwnedFd, stderr_w: &OwnedFd) -> Result<(), AdoptError> {
-        use nix::sys::socket::{ControlMessage, MsgFlags, accept4, sendmsg};
-        let step = |step| move |errno| AdoptError::Step { step, errno };
-        let conn =
-            accept4(&self.fd, nix::sys::socket::SockFlag::SOCK_CLOEXEC).map_err(step("accept"))?;
-        let fds = [stdout_w.as_raw_fd(), stderr_w.as_raw_fd()];
-        let iov = [std::io::IoSlice::new(b"x")];
-        sendmsg::<()>(
-            conn.as_raw_fd(),
-            &iov,
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::empty(),
-            None,
-        )
-        .map_err(step("sendmsg"))?;
-        Ok(())
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn inject(
-    pid: Pid,
-    listener: &Listener,
-    out: &OwnedFd,
-    err: &OwnedFd,
-    targets: &[(i32, Which)],
-) -> Result<(), AdoptError> {
-    let mut t = Tracee::attach(pid)?;
-    let result = t.redirect(listener, out, err, targets);
-    t.release();
-    result
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn inject(
-    _: Pid,
-    _: &Listener,
-    _: &OwnedFd,
-    _: &OwnedFd,
-    _: &[(i32, Which)],
-) -> Result<(), AdoptError> {
-    Err(AdoptError::Step {
-        step: "ptrace (only supported on x86_64)",
-        errno: Errno::ENOSYS,
-    })
-}
-
-#[cfg(target_arch = "x86_64")]
-use x86::Tracee;
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::*;
-    use nix::sys::ptrace::{self, Options};
-    use nix::sys::signal::Signal;
-    use nix::sys::wait::{WaitPidFlag, waitpid};
-
-    const SYS_MMAP: u64 = 9;
-    const SYS_MUNMAP: u64 = 11;
-    const SYS_CLOSE: u64 = 3;
-    const SYS_SOCKET: u64 = 41;
-    const SYS_CONNECT: u64 = 42;
-    const SYS_RECVMSG: u64 = 47;
-    const SYS_DUP3: u64 = 292;
-    const SYS_RESTART_SYSCALL: u64 = 219;
-    /// Kernel-internal restart codes a stopped system call may show in rax.
-    const ERESTARTSYS: i64 = -512;
-    const ERESTARTNOINTR: i64 = -513;
-    const ERESTARTNOHAND: i64 = -514;
-    const ERESTART_RESTARTBLOCK: i64 = -516;
-    const PAGE: u64 = 4096;
-    /// `syscall` is `0f 05`.
-    const SYSCALL_INSN: u16 = 0x050f;
-
-    pub struct Tracee {
-        pid: Pid,
-        /// Registers to put back: the stop's, with an interrupted system call set up to restart.
-        restore: libc::user_regs_struct,
-        /// A `syscall` instruction in the process.
-        insn: u64,
-        /// A signal that arrived while the process was held, to hand back.
-        pending: Option<Signal>,
-        attached: bool,
-    }
-
-    fn step(step: &'static str) -> impl Fn(Errno) -> AdoptError {
-        move |errno| AdoptError::Step { step, errno }
-    }
-
-    impl Tracee {
-        pub fn attach(pid: Pid) -> Result<Tracee, AdoptError> {
-            ptrace::seize(pid, Options::PTRACE_O_TRACESYSGOOD).map_err(step("ptrace seize"))?;
-            let mut t = Tracee {
-                pid,
-                restore: unsafe_zeroed_regs(),
-                insn: 0,
-                pending: None,
-                attached: true,
-            };
-            ptrace::interrupt(pid).map_err(step("ptrace interrupt"))?;
-            t.wait_event_stop()?;
-            let regs = ptrace::getregs(pid).map_err(step("ptrace getregs"))?;
-            t.restore = restartable(regs);
-            t.insn = t.find_syscall_insn(regs.rip)?;
-            Ok(t)
-        }
-
-        /// Waits for the stop `PTRACE_INTERRUPT` asked for; signals arriving first are kept.
-        fn wait_event_stop(&mut self) -> Result<(), AdoptError> {
-            loop {
-                match self.wait()? {
-                    WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_STOP) => return Ok(()),
-                    WaitStatus::Stopped(_, sig) => {
-                        self.pending = Some(sig);
-                        ptrace::cont(self.pid, None).map_err(step("ptrace cont"))?;
-                    }
-                    _ => ptrace::cont(self.pid, None).map_err(step("ptrace cont"))?,
-                }
-            }
-        }
-
-        fn wait(&mut self) -> Result<WaitStatus, AdoptError> {
-            loop {
-                match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
-                    Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
-                        self.attached = false;
-                        return Err(AdoptError::Gone(ws));
-                    }
-                    Ok(ws) => return Ok(ws),
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => {
-                        return Err(AdoptError::Step {
-                            step: "waitpid",
-                            errno: e,
-                        });
-                    }
-                }
-            }
-        }
-
-        /// The instruction the process was stopped right after, if it is a `syscall`; else the
-        /// first one in its vDSO.
-        fn find_syscall_insn(&self, rip: u64) -> Result<u64, AdoptError> {
-            if rip >= 2 && self.read_u16(rip - 2) == Some(SYSCALL_INSN) {
-                return Ok(rip - 2);
-            }
-            let maps =
-                std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).unwrap_or_default();
-            for line in maps.lines().filter(|l| l.ends_with("[vdso]")) {
-                let Some((range, _)) = line.split_once(' ') else {
-                    continue;
-                };
-                let Some((lo, hi)) = range.split_once('-') else {
-                    continue;
-                };
-                let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16))
-                else {
-                    continue;
-                };
-                let mut addr = lo;
-                while addr + 8 <= hi {
-                    let word = ptrace::read(self.pid, addr as ptrace::AddressType)
-                        .map_err(step("ptrace peek"))? as u64;
-                    for i in 0..7 {
-                        if (word >> (8 * i)) as u16 == SYSCALL_INSN {
-                            return Ok(addr + i);
-                        }
-                    }
-                    addr += 7; // overlap by one byte: an instruction may straddle two words
-                }
-            }
-            Err(AdoptError::Step {
-                step: "finding a syscall instruction",
-                errno: Errno::ENOENT,
-            })
-        }
-
-        fn read_u16(&self, addr: u64) -> Option<u16> {
-            ptrace::read(self.pid, addr as ptrace::AddressType)
-                .ok()
-                .map(|w| w as u16)
-        }
-
-        fn write_bytes(&self, addr: u64, bytes: &[u8]) -> Result<(), AdoptError> {
-            for (i, chunk) in bytes.chunks(8).enumerate() {
-                let mut word = [0u8; 8];
-                word[..chunk.len()].copy_from_slice(chunk);
-                let at = addr + 8 * i as u64;
-                ptrace::write(
-                    self.pid,
-                    at as ptrace::AddressType,
-                    i64::from_ne_bytes(word) as libc::c_long,
-                )
-                .map_err(step("ptrace poke"))?;
-            }
-            Ok(())
-        }
-
-        fn read_word(&self, addr: u64) -> Result<u64, AdoptError> {
-            ptrace::read(self.pid, addr as ptrace::AddressType)
-                .map(|w| w as u64)
-                .map_err(step("ptrace peek"))
-        }
-
-        /// Runs one system call in the process; returns its result or its errno.
-        fn call(&mut self, name: &'static str, nr: u64, args: [u64; 6]) -> Result<u64, AdoptError> {
-            let mut regs = self.restore;
-            regs.rip = self.insn;
-            regs.rax = nr;
-            regs.orig_rax = u64::MAX; // no restart logic for this call
-            regs.rdi = args[0];
-            regs.rsi = args[1];
-            regs.rdx = args[2];
-            regs.r10 = args[3];
-            regs.r8 = args[4];
-            regs.r9 = args[5];
-            ptrace::setregs(self.pid, regs).map_err(step("ptrace setregs"))?;
-            // Entry stop, then exit stop.
-            for _ in 0..2 {
-                ptrace::syscall(self.pid, None).map_err(step("ptrace syscall"))?;
-                loop {
-                    match self.wait()? {
-                        WaitStatus::PtraceSyscall(_) => break,
-                        WaitStatus::Stopped(_, sig) => {
-                            self.pending = Some(sig);
-                            ptrace::syscall(self.pid, None).map_err(step("ptrace syscall"))?;
-                        }
-                        _ => ptrace::syscall(self.pid, None).map_err(step("ptrace syscall"))?,
-                    }
-                }
-            }
-            let ret = ptrace::getregs(self.pid)
-                .map_err(step("ptrace getregs"))?
-                .rax as i64;
-            if (-4095..0).contains(&ret) {
-                return Err(AdoptError::Step {
-                    step: name,
-                    errno: Errno::from_raw(-ret as i32),
-                });
-            }
             Ok(ret as u64)
-        }
-
-        pub fn redirect(
-            &mut self,
-            listener: &Listener,
-            out: &OwnedFd,
-            err: &OwnedFd,
-            targets: &[(i32, Which)],
-        ) -> Result<(), AdoptError> {
-            let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
-            let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
-            let page = self.call("mmap", SYS_MMAP, [0, PAGE, prot, flags, u64::MAX, 0])?;
-            let result = self.redirect_with(page, listener, out, err, targets);
-            let _ = self.call("munmap", SYS_MUNMAP, [page, PAGE, 0, 0, 0, 0]);
-            result
-        }
-
-        fn redirect_with(
-            &mut self,
-            page: u64,
-            listener: &Listener,
-            out: &OwnedFd,
-            err: &OwnedFd,
-            targets: &[(i32, Which)],
-        ) -> Result<(), AdoptError> {
-            // Scratch page layout: 0 sockaddr_un, 256 msghdr, 384 iovec, 448 one data byte,
-            // 512 control buffer.
-            let mut sa = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
-            sa.extend_from_slice(&listener.addr);
-            self.write_bytes(page, &sa)?;
-            let sock_flags = (libc::SOCK_STREAM | libc::SOCK_CLOEXEC) as u64;
-            let s = self.call(
-                "socket",
-                SYS_SOCKET,
-                [libc::AF_UNIX as u64, sock_flags, 0, 0, 0, 0],
-            )?;
-            let result = (|| {
-                self.call("connect", SYS_CONNECT, [s, page, sa.len() as u64, 0, 0, 0])?;
-                listener.send(out, err)?;
-                let control_len = unsafe_cmsg_space(2 * std::mem::size_of::<i32>());
-                let iov = [page + 448, 1];
-                self.write_bytes(page + 384, &words(&iov))?;
-                // struct msghdr: name, namelen, iov, iovlen, control, controllen, flags.
-                let msg = [0, 0, page + 384, 1, page + 512, control_len as u64, 0];
-                self.write_bytes(page + 256, &words(&msg))?;
-                self.call(
-                    "recvmsg",
-                    SYS_RECVMSG,
-                    [s, page + 256, libc::MSG_CMSG_CLOEXEC as u64, 0, 0, 0],
-                )?;
-                // struct cmsghdr: len (8 bytes), level (4), type (4), then the fds.
-                let fds = self.read_word(page + 512 + 16)?;
-                let (new_out, new_err) = (fds as u32 as u64, (fds >> 32) as u32 as u64);
-                let mut res = Ok(());
-                for &(fd, which) in targets {
-                    let src = if which == Which::Stdout {
-                        new_out
-                    } else {
-                        new_err
-                    };
-                    if let Err(e) = self.call("dup3", SYS_DUP3, [src, fd as u64, 0, 0, 0, 0]) {
-                        res = res.and(Err(e));
-                    }
-                }
-                let _ = self.call("close", SYS_CLOSE, [new_out, 0, 0, 0, 0, 0]);
-                let _ = self.call("close", SYS_CLOSE, [new_err, 0, 0, 0, 0, 0]);
-                res
-            })();
-            let _ = self.call("close", SYS_CLOSE, [s, 0, 0, 0, 0, 0]);
-            result
-        }
-
-        /// Puts the registers back and lets the process go, with any signal it was sent.
-        pub fn release(&mut self) {
-            if !self.attached {
-                return;
+        };
+        match (call, result) {
+            (Call::Mmap, Ok(page)) => {
+                self.page = Some(page);
+                self.call(Call::Socket)
             }
-            let _ = ptrace::setregs(self.pid, self.restore);
-            let _ = ptrace::detach(self.pid, self.pending.take());
-            self.attached = false;
-        }
-    }
-
-    fn words(ws: &[u64]) -> Vec<u8> {
-        ws.iter().flat_map(|w| w.to_ne_bytes()).collect()
-    }
-
-    fn unsafe_cmsg_space(len: usize) -> usize {
-        // SAFETY: CMSG_SPACE is pure arithmetic.
-        unsafe { libc::CMSG_SPACE(len as u32) as usize }
-    }
-
-    fn unsafe_zeroed_regs() -> libc::user_regs_struct {
-        // SAFETY: user_regs_struct is plain integers; all-zero is a valid value.
-        unsafe { std::mem::zeroed() }
-    }
-
-    /// The registers of a stop inside an interrupted system call, set up so that the call
-    /// restarts when the process goes on, as the kernel's signal path would have done.
-    fn restartable(mut regs: libc::user_regs_struct) -> libc::user_regs_struct {
-        if regs.orig_rax as i64 >= 0 {
-            match regs.rax as i64 {
-                ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
-                    regs.rax = regs.orig_rax;
-                    regs.rip -= 2;
+            (Call::Socket, Ok(sock)) => {
+                self.sock = Some(sock);
+                match self.page {
+                    Some(page) => self.call(Call::Connect { page, sock }),
+                    None => self.fail(Failure::Step("connect", Errno::EINVAL)),
                 }
-                ERESTART_RESTARTBLOCK => {
-                    regs.rax = SYS_RESTART_SYSCALL;
-                    regs.rip -= 2;
-                }
-                _ => {}
             }
+            (Call::Connect { .. }, Ok(_)) => {
+                self.phase = Phase::HandingOver;
+                vec![Cmd::HandOver]
+            }
+            (Call::Recvmsg { page, .. }, Ok(_)) => {
+                self.phase = Phase::Reading;
+                vec![Cmd::ReadFds(page)]
+            }
+            (Call::Dup3 { .. }, r) => {
+                if let Err(f) = r {
+                    self.failed.get_or_insert(f);
+                }
+                self.next()
+            }
+            (Call::Close(_) | Call::Munmap(_), _) => self.next(),
+            (_, Err(f)) => self.fail(f),
         }
-        regs.orig_rax = u64::MAX;
-        regs
+    }
+
+    fn fail(&mut self, f: Failure) -> Vec<Cmd> {
+        self.failed.get_or_insert(f);
+        self.next_dup = self.targets.len(); // no dup3 after a failure
+        self.next()
+    }
+
+    /// The next `dup3`, then what was made inside the process is released, then it is let go.
+    fn next(&mut self) -> Vec<Cmd> {
+        if self.failed.is_none()
+            && let Some(&(to, which)) = self.targets.get(self.next_dup)
+        {
+            self.next_dup += 1;
+            let from = self.received[which as usize];
+            return match from {
+                Some(from) => self.call(Call::Dup3 { from, to }),
+                None => self.fail(Failure::Step("dup3", Errno::EBADF)),
+            };
+        }
+        let release = [
+            self.received[0].take().map(Call::Close),
+            self.received[1].take().map(Call::Close),
+            self.sock.take().map(Call::Close),
+            self.page.take().map(Call::Munmap),
+        ];
+        if let Some(call) = release.into_iter().flatten().next() {
+            return self.call(call);
+        }
+        self.phase = Phase::Done(self.failed.map_or(Ok(()), Err));
+        vec![Cmd::Detach {
+            restore: true,
+            signal: self.held.take(),
+        }]
     }
 }
+
+/// An adopted process's output redirection, over its life: the process itself, then each
+/// descendant that shares its output; again later if it fails for a while or if the daemon
+/// throws the captured pipe away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    /// How many times its output was captured.
+    pub captures: u8,
+    /// Numbers each try, so that a deadline armed for an earlier one is told apart.
+    pub attempt: u32,
+    backoff: Duration,
+    pub state: CaptureState,
+    /// The adoption's warning (its command line), said once the first try has an outcome:
+    /// whoever reads it then also sees where the process's next lines go.
+    pub announce: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureState {
+    /// Not being redirected. `retry`: when a scan should try (again); none: captured, or
+    /// given up for good.
+    Idle { retry: Option<Instant> },
+    /// Its pipes are being made and its descendants listed (the tracer answers at once).
+    Planning,
+    /// The adopted process itself; `rest` are the descendants to do after it.
+    Own {
+        inj: Injection,
+        rest: Vec<(Pid, Targets)>,
+    },
+    /// A descendant (the adopted process's output is already captured).
+    Descendant {
+        inj: Injection,
+        rest: Vec<(Pid, Targets)>,
+    },
+}
+
+/// What a capture's step leads to, beyond the tracer's commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Tracer commands for this pid (the adopted process or a descendant).
+    Trace(Pid, Cmd),
+    /// The adopted process's output now goes to its new pipes: watch them.
+    Watch,
+    /// The capture is over (done, failed or given up): drop the tracer's state for it.
+    Release,
+    /// Say why the redirection of the adopted process failed.
+    Report(Failure),
+    /// Arm the deadline of the injection that just began.
+    Deadline(Instant),
+}
+
+impl Capture {
+    pub fn new(now: Instant, cmdline: String) -> Capture {
+        Capture {
+            captures: 0,
+            attempt: 0,
+            backoff: FIRST_BACKOFF,
+            state: CaptureState::Idle { retry: Some(now) },
+            announce: Some(cmdline),
+        }
+    }
+
+    /// The process being traced right now, if any.
+    pub fn tracee(&self) -> Option<Pid> {
+        match &self.state {
+            CaptureState::Own { inj, .. } | CaptureState::Descendant { inj, .. } => Some(inj.pid),
+            _ => None,
+        }
+    }
+
+    /// Whether a scan should start it now.
+    pub fn due(&self, now: Instant) -> bool {
+        matches!(self.state, CaptureState::Idle { retry: Some(t) } if t <= now)
+    }
+
+    /// Starts a try (the caller asks the tracer to plan it).
+    pub fn begin(&mut self) {
+        self.attempt += 1;
+        self.state = CaptureState::Planning;
+    }
+
+    /// A captured process threw its pipe away: capture again, a few times at most.
+    pub fn again(&mut self, now: Instant) -> bool {
+        if self.captures >= MAX_CAPTURES || self.state != (CaptureState::Idle { retry: None }) {
+            return false;
+        }
+        self.state = CaptureState::Idle { retry: Some(now) };
+        true
+    }
+
+    /// Moves on an input for `pid` (the adopted process `adopted`, or a descendant).
+    pub fn on(&mut self, adopted: Pid, pid: Pid, input: Input, now: Instant) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let state = std::mem::replace(&mut self.state, CaptureState::Planning);
+        self.state = match (state, input) {
+            (CaptureState::Planning, Input::Planned(Ok(rest))) => {
+                let (inj, cmd) =
+                    Injection::new(adopted, vec![(1, Which::Stdout), (2, Which::Stderr)]);
+                steps.push(Step::Deadline(now + DEADLINE));
+                steps.push(Step::Trace(adopted, cmd));
+                CaptureState::Own { inj, rest }
+            }
+            (CaptureState::Planning, Input::Planned(Err(Busy::Asleep))) => {
+                steps.push(Step::Release);
+                CaptureState::Idle {
+                    retry: Some(now + FIRST_BACKOFF),
+                }
+            }
+            (CaptureState::Planning, Input::Planned(Err(Busy::Failed(f)))) => {
+                steps.push(Step::Release);
+                steps.push(Step::Report(f));
+                CaptureState::Idle { retry: None }
+            }
+            (CaptureState::Own { mut inj, rest }, input) if inj.pid == pid => {
+                steps.extend(inj.on(input).into_iter().map(|c| Step::Trace(pid, c)));
+                match inj.outcome() {
+                    None => CaptureState::Own { inj, rest },
+                    Some(Ok(())) => {
+                        self.captures += 1;
+                        self.backoff = FIRST_BACKOFF;
+                        steps.push(Step::Watch);
+                        self.next_descendant(rest, now, &mut steps)
+                    }
+                    Some(Err(f)) => {
+                        steps.push(Step::Release);
+                        // A timeout is said once (the first of a run of them); the later ones
+                        // are only tried again, less and less often.
+                        if f != Failure::TimedOut || self.backoff == FIRST_BACKOFF {
+                            steps.push(Step::Report(f));
+                        }
+                        let retry = (f == Failure::TimedOut).then(|| {
+                            let at = now + self.backoff;
+                            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                            at
+                        });
+                        CaptureState::Idle { retry }
+                    }
+                }
+            }
+            (CaptureState::Descendant { mut inj, rest }, input) if inj.pid == pid => {
+                steps.extend(inj.on(input).into_iter().map(|c| Step::Trace(pid, c)));
+                match inj.outcome() {
+                    // A descendant that fails does not undo the adopted process's redirection.
+                    Some(_) => self.next_descendant(rest, now, &mut steps),
+                    None => CaptureState::Descendant { inj, rest },
+                }
+            }
+            (state, _) => state,
+        };
+        steps
+    }
+
+    /// `pid` (a descendant being traced) ended: go on with the next one.
+    pub fn tracee_gone(&mut self, pid: Pid, now: Instant) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let state = std::mem::replace(&mut self.state, CaptureState::Planning);
+        self.state = match state {
+            CaptureState::Descendant { inj, rest } if inj.pid == pid => {
+                self.next_descendant(rest, now, &mut steps)
+            }
+            other => other,
+        };
+        steps
+    }
+
+    fn next_descendant(
+        &mut self,
+        mut rest: Vec<(Pid, Targets)>,
+        now: Instant,
+        steps: &mut Vec<Step>,
+    ) -> CaptureState {
+        if rest.is_empty() {
+            steps.push(Step::Release);
+            return CaptureState::Idle { retry: None };
+        }
+        let (pid, targets) = rest.remove(0);
+        let (inj, cmd) = Injection::new(pid, targets);
+        self.attempt += 1;
+        steps.push(Step::Deadline(now + DEADLINE));
+        steps.push(Step::Trace(pid, cmd));
+        CaptureState::Descendant { inj, rest }
+    }
+}
+
+#[cfg(test)]
+mod tests;

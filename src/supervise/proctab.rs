@@ -1,40 +1,44 @@
 //! pid -> role: the one index of the processes dinit waits for.
 //!
-//! Whatever `waitpid` returns is looked up here, and its role says which state changes. A pid is
-//! in the table from its start (or its discovery, for orphans) until it is reaped.
+//! Whatever `waitpid` returns is looked up here, and its role says which state machine moves.
+//! A pid is in the table from its start (or its discovery, for orphans) until it is reaped.
+//! Beside the role, the tokens of the process's pipes (drained before its end is told) and of
+//! its exec-status pipe: the loop owns those sources, the table only names them.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
 
 use mio::Token;
 use nix::unistd::Pid;
 
+use super::adopt::Capture;
+use super::events::Stage;
+use super::messages::Orphan;
+
 /// Who a process is to dinit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Role {
-    /// Service `i`'s `run`.
-    Run(usize),
-    /// Service `i`'s `log/run`.
-    Log(usize),
-    /// Service `i`'s `terminate` script.
-    Term(usize),
-    /// Service `i`'s `finish` script.
-    Finish(usize),
-    /// A reparented process being stopped under the terminate policy (or at shutdown).
-    Orphan { name: String },
-    /// A reparented process adopted like a service (its end stops the container).
-    Adopted { name: String },
-    /// A child whose exec failed (already reported): reaped without a word.
-    Stillborn,
+    /// One of service `i`'s programs.
+    Service(usize, Stage),
+    /// A reparented process being stopped (terminate policy, or shutdown).
+    Orphan(Orphan),
+    /// A reparented process adopted like a service (its end stops the container), and the
+    /// redirection of its output.
+    Adopted(Orphan, Capture),
+}
+
+/// The loop's sources that belong to a process.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Io {
+    /// Its stdout and stderr pipes.
+    pub pipes: Vec<Token>,
+    /// Its exec-status pipe, until the exec is known to have worked.
+    pub exec: Option<Token>,
 }
 
 #[derive(Debug)]
 pub struct Proc {
     pub role: Role,
-    /// The read ends dinit holds of its stdout and stderr pipes, drained before its end is told.
-    pub pipes: Vec<Token>,
-    /// The exec-status pipe (and its poll token) until the exec is known to have worked.
-    pub exec: Option<(Token, OwnedFd)>,
+    pub io: Io,
 }
 
 #[derive(Default)]
@@ -43,14 +47,8 @@ pub struct ProcTab {
 }
 
 impl ProcTab {
-    pub fn insert(
-        &mut self,
-        pid: Pid,
-        role: Role,
-        pipes: Vec<Token>,
-        exec: Option<(Token, OwnedFd)>,
-    ) {
-        self.procs.insert(pid, Proc { role, pipes, exec });
+    pub fn insert(&mut self, pid: Pid, role: Role, io: Io) {
+        self.procs.insert(pid, Proc { role, io });
     }
 
     pub fn remove(&mut self, pid: Pid) -> Option<Proc> {
@@ -81,7 +79,10 @@ impl ProcTab {
         self.procs.iter().map(|(p, proc)| (*p, proc))
     }
 
-    /// Processes a shutdown waits for, other than orphans under `ignore` (which are never here).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Pid, &mut Proc)> {
+        self.procs.iter_mut().map(|(p, proc)| (*p, proc))
+    }
+
     pub fn any(&self, f: impl Fn(&Role) -> bool) -> bool {
         self.procs.values().any(|p| f(&p.role))
     }

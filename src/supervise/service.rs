@@ -1,0 +1,688 @@
+//! One service's processes as state machines: `run` (with its `finish` and `terminate`
+//! scripts, which exist only for it) in [`Run`], its logger in [`Log`].
+//!
+//! Pure: [`Service::on`] takes an event and the context (the time, whether dinit is stopping)
+//! and pushes what follows as [`Act`]s; nothing here forks, signals or writes. The same
+//! `stop` serves a shutdown and `dinit down`, so the two cannot drift apart.
+//!
+//! The run's life: `Down` -> `Starting` (fork asked for) -> `Running` -> (`run` ended)
+//! `Finishing` (its `finish` asked for, then running) -> `Down`. What the end leads to is
+//! [`After`], carried from the moment a stop is asked for: nothing special (the container
+//! stops, unless `run` exited 115), staying down, or starting again.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::events::{Effect, Op, Program, SpawnError, Stage, Timer};
+use super::exit::{DISABLED, Exit, Kind};
+use super::messages::{Label, Msg};
+use super::scan::ServiceDef;
+use crate::error::Error;
+use crate::log::Level;
+
+/// How long a logger's end waits for its `run` to end too before it stops the container.
+pub const LOGGER_GRACE: Duration = Duration::from_millis(10);
+
+/// Why `run` is not running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Down {
+    /// Never started: runit's `down` file.
+    DownFile,
+    /// Could not be started.
+    Failed,
+    /// Ended; `Code(115)` means it disabled itself.
+    Exited(Exit),
+    /// Stopped on request (`dinit down`, or the first half of a restart).
+    Requested(Exit),
+}
+
+/// What the end of `run` (and of its `finish`) leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// The usual rule: the container stops, unless `run` exited 115.
+    Natural,
+    /// Stay down (`dinit down`): the end neither stops the container nor counts.
+    Down,
+    /// Start again (`dinit restart`, or `up` during a requested stop).
+    Restart,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    Down {
+        why: Down,
+        since: SystemTime,
+    },
+    /// The fork is asked for; its outcome comes next (in the same turn).
+    Starting {
+        since: SystemTime,
+    },
+    Running {
+        pid: Pid,
+        since: SystemTime,
+        after: After,
+    },
+    /// `run` ended with `exit`; its `finish` is asked for (`pid` none yet) or runs.
+    Finishing {
+        pid: Option<Pid>,
+        exit: Exit,
+        since: SystemTime,
+        after: After,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Log {
+    /// No logger, or not started yet.
+    None,
+    Starting,
+    Running {
+        pid: Pid,
+        since: SystemTime,
+    },
+    Exited {
+        exit: Exit,
+        since: SystemTime,
+    },
+}
+
+/// What happened to one of the service's processes, or to the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ev {
+    /// Start `run` (`forced`: on request, whatever the `down` file says).
+    Start {
+        forced: bool,
+    },
+    Spawned(Program, Result<Pid, SpawnError>),
+    Exec(Stage, Pid, Result<(), Errno>),
+    Ended(Stage, Pid, Exit),
+    FinishKill(Pid),
+    LoggerGrace,
+    /// dinit's shutdown began.
+    Stop,
+    /// An operator's request; `uid` asked.
+    Request(Op, u32),
+}
+
+/// What an event leads to: effects for the loop, and what only supervision acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Act {
+    Do(Effect),
+    /// A process ended: the exit-code rule decides whether it counts.
+    Record(Kind, Exit),
+    /// A failure that records dinit's own code (1) but is not fatal.
+    Failed,
+    /// dinit itself failed: code 1, and the error is the last line (`exiting: ...`).
+    Fatal(String),
+    /// Stop the container.
+    Shutdown,
+}
+
+/// What an event is judged against.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub now: SystemTime,
+    pub mono: Instant,
+    /// dinit's shutdown is under way.
+    pub stopping: bool,
+    pub kill_timeout: Duration,
+}
+
+pub struct Service {
+    /// Its place in the supervisor's list (timers and effects name it).
+    pub index: usize,
+    pub def: ServiceDef,
+    pub label: Label,
+    pub run: Run,
+    pub log: Log,
+    /// How `run` ended last time.
+    pub last_exit: Option<Exit>,
+}
+
+fn say(acts: &mut Vec<Act>, level: Level, msg: Msg) {
+    acts.push(Act::Do(Effect::Say(level, msg)));
+}
+
+fn say_after_stdout(acts: &mut Vec<Act>, level: Level, msg: Msg) {
+    acts.push(Act::Do(Effect::SayAfterStdout(level, msg)));
+}
+
+impl Service {
+    pub fn new(index: usize, def: ServiceDef, now: SystemTime) -> Service {
+        Service {
+            index,
+            label: def.display().into(),
+            def,
+            run: Run::Down {
+                why: Down::Failed,
+                since: now,
+            },
+            log: Log::None,
+            last_exit: None,
+        }
+    }
+
+    pub fn run_pid(&self) -> Option<Pid> {
+        match self.run {
+            Run::Running { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// Keeps dinit running: `run` or `finish` alive, a logger still running, or stopped on
+    /// request (an operator may start it again).
+    pub fn active(&self) -> bool {
+        !matches!(
+            self.run,
+            Run::Down {
+                why: Down::Exited(_) | Down::Failed | Down::DownFile,
+                ..
+            }
+        ) || matches!(self.log, Log::Running { .. })
+    }
+
+    /// Moves the service on `ev`; what follows goes to `acts`.
+    pub fn on(&mut self, ev: Ev, cx: &Ctx, acts: &mut Vec<Act>) {
+        match ev {
+            Ev::Start { forced } => self.start(forced, cx, acts),
+            Ev::Spawned(Program::Run, r) => self.run_spawned(r, cx, acts),
+            Ev::Spawned(Program::Log, r) => self.log_spawned(r, cx, acts),
+            Ev::Spawned(Program::Finish(_), r) => self.finish_spawned(r, cx, acts),
+            Ev::Spawned(Program::Term(pid), r) => self.term_spawned(pid, r, acts),
+            Ev::Exec(stage, pid, r) => self.exec(stage, pid, r, cx, acts),
+            Ev::Ended(stage, pid, exit) => self.ended(stage, pid, exit, cx, acts),
+            Ev::FinishKill(pid) => {
+                if let Run::Finishing { pid: Some(p), .. } = self.run
+                    && p == pid
+                {
+                    say(
+                        acts,
+                        Level::Info,
+                        Msg::SendingSigkill(self.label.clone(), Stage::Finish, pid),
+                    );
+                    acts.push(Act::Do(Effect::Kill(pid, Signal::SIGKILL)));
+                }
+            }
+            Ev::LoggerGrace => {
+                if !cx.stopping && self.run_pid().is_some() {
+                    acts.push(Act::Shutdown);
+                }
+            }
+            Ev::Stop => {
+                acts.push(Act::Do(Effect::ReleaseLoggerInput(self.index)));
+                if let Some(pid) = self.run_pid() {
+                    self.stop(pid, acts);
+                }
+            }
+            Ev::Request(op, uid) => self.request(op, uid, cx, acts),
+        }
+    }
+
+    fn start(&mut self, forced: bool, cx: &Ctx, acts: &mut Vec<Act>) {
+        if !matches!(self.run, Run::Down { .. }) {
+            return;
+        }
+        if self.def.down && !forced {
+            say(
+                acts,
+                Level::Info,
+                Msg::NotStartingDownFile(self.label.clone()),
+            );
+            self.run = Run::Down {
+                why: Down::DownFile,
+                since: cx.now,
+            };
+            return;
+        }
+        say(
+            acts,
+            Level::Info,
+            Msg::Starting(self.label.clone(), Stage::Run),
+        );
+        self.run = Run::Starting { since: cx.now };
+        acts.push(Act::Do(Effect::Spawn {
+            svc: self.index,
+            program: Program::Run,
+        }));
+    }
+
+    fn run_spawned(&mut self, r: Result<Pid, SpawnError>, cx: &Ctx, acts: &mut Vec<Act>) {
+        if !matches!(self.run, Run::Starting { .. }) {
+            return;
+        }
+        let e = match r {
+            Ok(pid) => {
+                self.run = Run::Running {
+                    pid,
+                    since: cx.now,
+                    after: After::Natural,
+                };
+                // The shutdown began while the fork was asked for: it stops this one too.
+                if cx.stopping {
+                    self.stop(pid, acts);
+                }
+                return;
+            }
+            Err(SpawnError::LoggerPipe(e)) => {
+                format!("{}/log: pipe: {}", self.label, crate::error::errno_text(e))
+            }
+            Err(SpawnError::Failed(e)) => Error::path(None, self.def.run_path(), e).to_string(),
+            Err(SpawnError::Absent) => {
+                Error::path(None, self.def.run_path(), Errno::ENOENT).to_string()
+            }
+        };
+        self.run = Run::Down {
+            why: Down::Failed,
+            since: cx.now,
+        };
+        acts.push(Act::Fatal(e));
+        acts.push(Act::Shutdown);
+    }
+
+    fn exec(
+        &mut self,
+        stage: Stage,
+        pid: Pid,
+        r: Result<(), Errno>,
+        cx: &Ctx,
+        acts: &mut Vec<Act>,
+    ) {
+        let current = match stage {
+            Stage::Run => self.run_pid() == Some(pid),
+            Stage::Log => matches!(self.log, Log::Running { pid: p, .. } if p == pid),
+            Stage::Finish => matches!(self.run, Run::Finishing { pid: Some(p), .. } if p == pid),
+            // A `terminate` script has no state of its own: it is whoever the proctab says.
+            Stage::Term => true,
+        };
+        if !current {
+            return;
+        }
+        let e = match r {
+            Ok(()) => {
+                say(
+                    acts,
+                    Level::Info,
+                    Msg::RunningWithPid(self.label.clone(), stage, pid),
+                );
+                if stage == Stage::Run {
+                    self.start_logger(acts);
+                }
+                return;
+            }
+            Err(e) => e,
+        };
+        match stage {
+            Stage::Run => {
+                self.run = Run::Down {
+                    why: Down::Failed,
+                    since: cx.now,
+                };
+                acts.push(Act::Do(Effect::CloseLoggerPipe(self.index)));
+                acts.push(Act::Fatal(
+                    Error::path(None, self.def.run_path(), e).to_string(),
+                ));
+                acts.push(Act::Shutdown);
+            }
+            Stage::Log => {
+                self.log = Log::None;
+                self.logger_failed(Error::path(None, self.def.log_run_path(), e), acts);
+            }
+            Stage::Finish => {
+                let err = Error::path(None, self.def.finish_path(), e);
+                self.finish_failed(err, cx, acts);
+            }
+            Stage::Term => {
+                self.term_failed(Error::path(None, self.def.terminate_path(), e), acts);
+            }
+        }
+    }
+
+    fn ended(&mut self, stage: Stage, pid: Pid, exit: Exit, cx: &Ctx, acts: &mut Vec<Act>) {
+        match stage {
+            Stage::Run => {
+                let Run::Running { pid: p, after, .. } = self.run else {
+                    return; // its exec failed: already reported
+                };
+                if p != pid {
+                    return;
+                }
+                say_after_stdout(
+                    acts,
+                    Level::Info,
+                    Msg::Finished(self.label.clone(), Stage::Run, pid, exit),
+                );
+                // A stop an operator asked for is not a failure.
+                if after == After::Natural {
+                    acts.push(Act::Record(Kind::Program, exit));
+                }
+                self.last_exit = Some(exit);
+                self.run = Run::Finishing {
+                    pid: None,
+                    exit,
+                    since: cx.now,
+                    after,
+                };
+                acts.push(Act::Do(Effect::Spawn {
+                    svc: self.index,
+                    program: Program::Finish(exit),
+                }));
+            }
+            Stage::Finish => {
+                let Run::Finishing {
+                    pid: Some(p),
+                    exit: run_exit,
+                    ..
+                } = self.run
+                else {
+                    return;
+                };
+                if p != pid {
+                    return;
+                }
+                say_after_stdout(
+                    acts,
+                    Level::Info,
+                    Msg::Finished(self.label.clone(), Stage::Finish, pid, exit),
+                );
+                self.finished(run_exit, cx, acts);
+            }
+            Stage::Log => {
+                if !matches!(self.log, Log::Running { pid: p, .. } if p == pid) {
+                    return;
+                }
+                say_after_stdout(
+                    acts,
+                    Level::Info,
+                    Msg::Finished(self.label.clone(), Stage::Log, pid, exit),
+                );
+                self.log = Log::Exited {
+                    exit,
+                    since: cx.now,
+                };
+                if matches!(self.run, Run::Down { .. }) {
+                    acts.push(Act::Do(Effect::CloseLoggerPipe(self.index)));
+                } else if !cx.stopping {
+                    acts.push(Act::Do(Effect::Arm(
+                        cx.mono + LOGGER_GRACE,
+                        Timer::LoggerGrace(self.index),
+                    )));
+                }
+                acts.push(Act::Record(Kind::Program, exit));
+            }
+            Stage::Term => {
+                say_after_stdout(
+                    acts,
+                    Level::Info,
+                    Msg::Finished(self.label.clone(), Stage::Term, pid, exit),
+                );
+                acts.push(Act::Record(Kind::Terminate, exit));
+            }
+        }
+    }
+
+    fn finish_spawned(&mut self, r: Result<Pid, SpawnError>, cx: &Ctx, acts: &mut Vec<Act>) {
+        let Run::Finishing {
+            pid: None,
+            exit,
+            since,
+            after,
+        } = self.run
+        else {
+            return;
+        };
+        match r {
+            Ok(pid) => {
+                self.run = Run::Finishing {
+                    pid: Some(pid),
+                    exit,
+                    since,
+                    after,
+                };
+                acts.push(Act::Do(Effect::Arm(
+                    cx.mono + cx.kill_timeout,
+                    Timer::FinishKill(self.index, pid),
+                )));
+            }
+            Err(SpawnError::Absent) => self.finished(exit, cx, acts),
+            Err(SpawnError::Failed(e) | SpawnError::LoggerPipe(e)) => {
+                let err = Error::path(None, self.def.finish_path(), e);
+                self.finish_failed(err, cx, acts);
+            }
+        }
+    }
+
+    fn finish_failed(&mut self, e: Error, cx: &Ctx, acts: &mut Vec<Act>) {
+        if let Run::Finishing { exit, .. } = self.run {
+            say(
+                acts,
+                Level::Warn,
+                Msg::ErrorRunning(self.label.clone(), Stage::Finish, e.to_string()),
+            );
+            self.finished(exit, cx, acts);
+        }
+    }
+
+    /// `run` (and its `finish`) are over: what the end leads to.
+    fn finished(&mut self, exit: Exit, cx: &Ctx, acts: &mut Vec<Act>) {
+        let Run::Finishing { after, .. } = self.run else {
+            return;
+        };
+        let since = cx.now;
+        match after {
+            After::Down => {
+                self.run = Run::Down {
+                    why: Down::Requested(exit),
+                    since,
+                }
+            }
+            After::Restart => {
+                self.run = Run::Down {
+                    why: Down::Requested(exit),
+                    since,
+                };
+                if !cx.stopping {
+                    self.start(true, cx, acts);
+                }
+            }
+            After::Natural => {
+                self.run = Run::Down {
+                    why: Down::Exited(exit),
+                    since,
+                };
+                acts.push(Act::Do(Effect::ReleaseLoggerInput(self.index)));
+                if !matches!(self.log, Log::Running { .. }) {
+                    acts.push(Act::Do(Effect::CloseLoggerPipe(self.index)));
+                }
+                if exit != Exit::Code(DISABLED) {
+                    acts.push(Act::Shutdown);
+                }
+            }
+        }
+    }
+
+    /// Stops `run` (alive as `pid`): its `terminate` script, else SIGTERM.
+    fn stop(&mut self, pid: Pid, acts: &mut Vec<Act>) {
+        say(acts, Level::Info, Msg::Terminating(self.label.clone()));
+        acts.push(Act::Do(Effect::Spawn {
+            svc: self.index,
+            program: Program::Term(pid),
+        }));
+    }
+
+    fn term_spawned(&mut self, pid: Pid, r: Result<Pid, SpawnError>, acts: &mut Vec<Act>) {
+        match r {
+            Ok(_) => {}
+            Err(SpawnError::Absent) => {
+                if self.run_pid() == Some(pid) {
+                    self.send_term(pid, acts);
+                }
+            }
+            Err(SpawnError::Failed(e) | SpawnError::LoggerPipe(e)) => {
+                self.term_failed(Error::path(None, self.def.terminate_path(), e), acts);
+            }
+        }
+    }
+
+    /// A `terminate` that exists but cannot run: say so, count it, and fall back to SIGTERM
+    /// rather than wait for a service nobody asked to stop (tozd/dinit hangs there).
+    fn term_failed(&mut self, e: Error, acts: &mut Vec<Act>) {
+        say(
+            acts,
+            Level::Error,
+            Msg::ErrorRunning(self.label.clone(), Stage::Term, e.to_string()),
+        );
+        acts.push(Act::Failed);
+        if let Some(pid) = self.run_pid() {
+            self.send_term(pid, acts);
+        }
+    }
+
+    fn send_term(&self, pid: Pid, acts: &mut Vec<Act>) {
+        say(
+            acts,
+            Level::Info,
+            Msg::SendingSigterm(self.label.clone(), pid),
+        );
+        acts.push(Act::Do(Effect::Terminate(pid)));
+    }
+
+    /// Starts the logger once `run` is known to run (a logger survives a restart of `run`).
+    fn start_logger(&mut self, acts: &mut Vec<Act>) {
+        if !self.def.has_logger || matches!(self.log, Log::Running { .. } | Log::Starting) {
+            return;
+        }
+        say(
+            acts,
+            Level::Info,
+            Msg::Starting(self.label.clone(), Stage::Log),
+        );
+        self.log = Log::Starting;
+        acts.push(Act::Do(Effect::Spawn {
+            svc: self.index,
+            program: Program::Log,
+        }));
+    }
+
+    fn log_spawned(&mut self, r: Result<Pid, SpawnError>, cx: &Ctx, acts: &mut Vec<Act>) {
+        if self.log != Log::Starting {
+            return;
+        }
+        match r {
+            Ok(pid) => self.log = Log::Running { pid, since: cx.now },
+            Err(SpawnError::Failed(e) | SpawnError::LoggerPipe(e)) => {
+                self.log = Log::None;
+                self.logger_failed(Error::path(None, self.def.log_run_path(), e), acts);
+            }
+            Err(SpawnError::Absent) => {
+                self.log = Log::None;
+                let e = Error::path(None, self.def.log_run_path(), Errno::ENOENT);
+                self.logger_failed(e, acts);
+            }
+        }
+    }
+
+    fn logger_failed(&mut self, e: Error, acts: &mut Vec<Act>) {
+        say(
+            acts,
+            Level::Error,
+            Msg::ErrorRunning(self.label.clone(), Stage::Log, e.to_string()),
+        );
+        acts.push(Act::Do(Effect::CloseLoggerPipe(self.index)));
+        acts.push(Act::Fatal(e.to_string()));
+        acts.push(Act::Shutdown);
+    }
+
+    fn request(&mut self, op: Op, uid: u32, cx: &Ctx, acts: &mut Vec<Act>) {
+        let decision = decide(&op, self.run);
+        if decision == Decision::Nothing {
+            return; // already where it was asked to be: no change, no line
+        }
+        say(
+            acts,
+            Level::Info,
+            Msg::Requested(self.label.clone(), op.name(), uid),
+        );
+        match decision {
+            Decision::Signal(pid, sig) => acts.push(Act::Do(Effect::Kill(pid, sig))),
+            Decision::Start => self.start(true, cx, acts),
+            Decision::Then(after) => self.set_after(after),
+            Decision::Stop(after) => {
+                self.set_after(after);
+                if let Some(pid) = self.run_pid() {
+                    self.stop(pid, acts);
+                }
+            }
+            Decision::Nothing => {}
+        }
+    }
+
+    fn set_after(&mut self, new: After) {
+        match &mut self.run {
+            Run::Running { after, .. } | Run::Finishing { after, .. } => *after = new,
+            Run::Down { .. } | Run::Starting { .. } => {}
+        }
+    }
+}
+
+/// What an operator's request does to `run` in a given state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Nothing,
+    Signal(Pid, Signal),
+    /// Start `run` now.
+    Start,
+    /// Stop `run` now, and then do this.
+    Stop(After),
+    /// Once `run` (and `finish`) ended, do this.
+    Then(After),
+}
+
+/// `up`, `down`, `restart`, `signal` against `run`'s state. Pure.
+pub fn decide(op: &Op, run: Run) -> Decision {
+    use {After as A, Decision as D, Op as O};
+    match (op, run) {
+        (O::Signal(sig), Run::Running { pid, .. }) => D::Signal(pid, *sig),
+        (O::Up | O::Restart, Run::Down { .. }) => D::Start,
+        // On its way down: bring it back once it is.
+        (O::Up, Run::Running { after: A::Down, .. } | Run::Finishing { after: A::Down, .. }) => {
+            D::Then(A::Restart)
+        }
+        (
+            O::Restart,
+            Run::Finishing {
+                after: A::Natural | A::Down,
+                ..
+            },
+        ) => D::Then(A::Restart),
+        (
+            O::Down,
+            Run::Finishing {
+                after: A::Natural | A::Restart,
+                ..
+            },
+        ) => D::Then(A::Down),
+        (
+            O::Down,
+            Run::Running {
+                after: A::Natural, ..
+            },
+        ) => D::Stop(A::Down),
+        (
+            O::Down,
+            Run::Running {
+                after: A::Restart, ..
+            },
+        ) => D::Then(A::Down),
+        (
+            O::Restart,
+            Run::Running {
+                after: A::Natural, ..
+            },
+        ) => D::Stop(A::Restart),
+        (O::Restart, Run::Running { after: A::Down, .. }) => D::Then(A::Restart),
+        _ => D::Nothing,
+    }
+}
