@@ -1,20 +1,25 @@
-//! dinit as its own client: `dinit status|check|up|down|restart|signal|shutdown` (`client`),
-//! and runit's `sv` when invoked under that name (`sv`). Both talk to the running dinit over
-//! the control socket; neither is PID 1, so they may block and sleep.
+//! dinit as its own client: `dinit status|check|up|down|restart|signal|shutdown` (`commands`),
+//! and runit's `sv` when invoked under that name (`sv`). Both build on `client` (the
+//! connection), `check` (running `check` scripts) and `lines` (what is printed). Neither is
+//! PID 1, so they may block and sleep.
 
+mod check;
 mod client;
+mod commands;
+mod lines;
 mod sv;
 
 use std::ffi::{OsStr, OsString};
+use std::path::Path;
 
 /// Runs the client when the command line asks for it and returns its exit code; `None` means
 /// "not a client invocation, run as init".
 pub fn main(argv0: &OsStr, args: &[OsString]) -> Option<u8> {
-    if client::program_name(argv0) == Some(OsStr::new("sv")) {
+    if Path::new(argv0).file_name() == Some(OsStr::new("sv")) {
         return Some(sv::main(args));
     }
     let cmd = args.first()?.to_str()?;
-    client::COMMANDS
+    commands::COMMANDS
         .contains(&cmd)
-        .then(|| client::main(cmd, &args[1..]))
+        .then(|| commands::main(cmd, &args[1..]))
 }

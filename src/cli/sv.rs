@@ -38,7 +38,11 @@ use nix::sys::signal::Signal;
 use crate::control::protocol::Request;
 use crate::error::{ErrnoOf, errno_text};
 
-use super::client::{self, Dinit, Failure, Service, State, Status};
+use crate::control::protocol::{ServiceStatus, State, Status};
+
+use super::check::{finish_checks, start_check};
+use super::client::{Dinit, Failure, is_new_run};
+use super::lines::{err, out, status_line, status_line_with_log};
 
 const USAGE: &str = "usage: sv [-v] [-w sec] command service ...";
 pub const USAGE_EXIT: u8 = 100;
@@ -46,70 +50,6 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(7);
 const POLL: Duration = Duration::from_millis(100);
 /// A check script gets at least this long, even when the wait is (nearly) over.
 const MIN_CHECK: Duration = Duration::from_millis(250);
-
-// ---- status lines (pure) -----------------------------------------------------------------
-
-/// Whole seconds, as runit prints them (it subtracts whole-second timestamps).
-fn secs(s: f64) -> u64 {
-    if s.is_finite() && s > 0.0 {
-        s as u64
-    } else {
-        0
-    }
-}
-
-/// The service's part of runit's status line, naming it `label`:
-/// `run: web: (pid 12) 5s`, `down: web: 5s, normally up`, `finish: web: (pid 14) 0s`.
-///
-/// dinit's states onto runsv's: `running` is `run`; `stopping` (its terminate script or
-/// SIGTERM has gone out, `run` still alive) is what runsv shows after `sv down` until the
-/// process ends: `run: …, want down, got TERM` (a restart's first half: `run: …, got TERM`);
-/// `finishing` is `finish`;
-/// `down` is `down`. runit's `, paused` and `, want up` have no dinit counterpart.
-pub fn status_line(label: &str, s: &Service) -> String {
-    let (word, pid) = match s.state {
-        State::Running | State::Stopping => ("run", Some(s.pid.unwrap_or(0))),
-        State::Finishing => ("finish", Some(s.pid.unwrap_or(0))),
-        State::Down => ("down", None),
-    };
-    let mut line = format!("{word}: {label}: ");
-    if let Some(pid) = pid {
-        line.push_str(&format!("(pid {pid}) "));
-    }
-    line.push_str(&format!("{}s", secs(s.since_s)));
-    match pid {
-        Some(_) if s.down_file => line.push_str(", normally down"),
-        None if !s.down_file => line.push_str(", normally up"),
-        _ => {}
-    }
-    if s.state == State::Stopping {
-        // A restart's first half wants the service up again: runsv then shows only `got TERM`.
-        line.push_str(if s.want_down {
-            ", want down, got TERM"
-        } else {
-            ", got TERM"
-        });
-    }
-    line
-}
-
-/// The whole line of `sv status` and `dinit status`: the service, then its logger if it has
-/// one: `; run: log: (pid 13) 5s` or `; down: log: 5s`. (runit would add `, normally up` to a
-/// down logger, having looked for `log/down`; dinit has no such file, and the contract's line
-/// ends at the seconds.)
-pub fn status_line_with_log(label: &str, s: &Service) -> String {
-    let mut line = status_line(label, s);
-    if let Some(log) = &s.log {
-        let secs = secs(log.since_s);
-        match (log.running, log.pid) {
-            (true, pid) => {
-                line.push_str(&format!("; run: log: (pid {}) {secs}s", pid.unwrap_or(0)))
-            }
-            (false, _) => line.push_str(&format!("; down: log: {secs}s")),
-        }
-    }
-    line
-}
 
 // ---- the command line (pure) ---------------------------------------------------------------
 
@@ -280,9 +220,9 @@ fn action(name: &[u8]) -> Option<Action> {
 /// service as it was before the command; `check` runs its `check` script.
 fn satisfied(
     acts: &str,
-    s: &Service,
-    before: &Service,
-    check: &mut dyn FnMut(&Service) -> bool,
+    s: &ServiceStatus,
+    before: &ServiceStatus,
+    check: &mut dyn FnMut(&ServiceStatus) -> bool,
 ) -> bool {
     let running = s.state == State::Running;
     acts.chars().all(|a| match a {
@@ -292,7 +232,7 @@ fn satisfied(
         // Restarted since the command (another pid or a later start), or down for good.
         't' | 'k' => {
             (s.state == State::Down && s.down_on_purpose())
-                || (running && client::is_new_run(s, before) && check(s))
+                || (running && is_new_run(s, before) && check(s))
         }
         // Signals with nothing to wait for (dinit does not report `paused`).
         _ => true,
@@ -335,7 +275,7 @@ fn find(
     given: &OsStr,
     svdir: &Path,
     by_name: bool,
-    services: &[Service],
+    services: &[ServiceStatus],
     dirs: &[Option<PathBuf>],
 ) -> Result<usize, String> {
     let located = locate(given, svdir);
@@ -370,15 +310,15 @@ struct Report {
 
 impl Report {
     fn line(&self, line: &str) {
-        client::out(line);
+        out(line);
     }
     fn fail(&mut self, label: &str, what: &str) {
         self.failed += 1;
-        client::out(&format!("fail: {label}: {what}"));
+        out(&format!("fail: {label}: {what}"));
     }
     fn warn(&mut self, label: &str, what: &str) {
         self.failed += 1;
-        client::out(&format!("warning: {label}: {what}"));
+        out(&format!("warning: {label}: {what}"));
     }
     /// A failed request: unreachable is runit's "unable to open supervise/ok" warning.
     fn failure(&mut self, label: &str, f: &Failure) {
@@ -395,7 +335,7 @@ impl Report {
 /// A service the command waits for.
 struct Target {
     label: String,
-    before: Service,
+    before: ServiceStatus,
 }
 
 pub fn main(args: &[OsString]) -> u8 {
@@ -474,13 +414,13 @@ pub fn main(args: &[OsString]) -> u8 {
 
 fn usage(line: &str) -> u8 {
     if !line.is_empty() {
-        client::err(line);
+        err(line);
     }
-    client::err(USAGE);
+    err(USAGE);
     USAGE_EXIT
 }
 
-fn send(dinit: &Dinit, what: Ask, s: &Service) -> Result<(), Failure> {
+fn send(dinit: &Dinit, what: Ask, s: &ServiceStatus) -> Result<(), Failure> {
     let services = vec![s.name.clone()];
     let alive = matches!(s.state, State::Running | State::Stopping);
     let req = match what {
@@ -527,9 +467,9 @@ fn wait_for(
                 report.fail(&t.label, &chdir_failed(Errno::ENOENT));
                 return false;
             };
-            let mut check = |s: &Service| {
-                let run = client::start_check(&s.dir, s.pid, Stdio::null());
-                client::finish_checks(vec![run], check_until)
+            let mut check = |s: &ServiceStatus| {
+                let run = start_check(Path::new(&s.dir), s.pid, Stdio::null());
+                finish_checks(vec![run], check_until)
                     .iter()
                     .all(|c| c.passed())
             };
@@ -554,90 +494,16 @@ fn wait_for(
     }
 }
 
-fn find_named<'a>(st: &'a Status, name: &str) -> Option<&'a Service> {
+fn find_named<'a>(st: &'a Status, name: &str) -> Option<&'a ServiceStatus> {
     st.services.iter().find(|s| s.name == name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::client::Log;
 
-    fn svc(state: State, pid: Option<u32>, since_s: f64, down_file: bool) -> Service {
-        Service {
-            name: "web".into(),
-            dir: PathBuf::from("/s/web"),
-            state,
-            pid,
-            since: "2026-01-01T00:00:00.000Z".into(),
-            since_s,
-            down_file,
-            down_reason: None,
-            want_down: true,
-            log: None,
-        }
-    }
-
-    #[test]
-    fn lines() {
-        let run = svc(State::Running, Some(12), 5.9, false);
-        assert_eq!(status_line("web", &run), "run: web: (pid 12) 5s");
-        assert_eq!(
-            status_line("./web", &svc(State::Running, Some(12), 0.2, true)),
-            "run: ./web: (pid 12) 0s, normally down"
-        );
-        assert_eq!(
-            status_line("web", &svc(State::Down, None, 3.0, false)),
-            "down: web: 3s, normally up"
-        );
-        assert_eq!(
-            status_line("web", &svc(State::Down, None, 3.0, true)),
-            "down: web: 3s"
-        );
-        assert_eq!(
-            status_line("web", &svc(State::Finishing, Some(14), 1.0, false)),
-            "finish: web: (pid 14) 1s"
-        );
-        assert_eq!(
-            status_line("web", &svc(State::Finishing, Some(14), 1.0, true)),
-            "finish: web: (pid 14) 1s, normally down"
-        );
-        assert_eq!(
-            status_line("web", &svc(State::Stopping, Some(12), 9.0, false)),
-            "run: web: (pid 12) 9s, want down, got TERM"
-        );
-        assert_eq!(
-            status_line("web", &svc(State::Down, None, -1.0, false)),
-            "down: web: 0s, normally up"
-        );
-        assert_eq!(
-            status_line("web", &svc(State::Down, None, f64::NAN, false)),
-            "down: web: 0s, normally up"
-        );
-    }
-
-    #[test]
-    fn lines_with_log() {
-        let mut s = svc(State::Running, Some(12), 5.0, false);
-        assert_eq!(status_line_with_log("web", &s), "run: web: (pid 12) 5s");
-        s.log = Some(Log {
-            running: true,
-            pid: Some(13),
-            since_s: 4.5,
-        });
-        assert_eq!(
-            status_line_with_log("web", &s),
-            "run: web: (pid 12) 5s; run: log: (pid 13) 4s"
-        );
-        s.log = Some(Log {
-            running: false,
-            pid: None,
-            since_s: 2.0,
-        });
-        assert_eq!(
-            status_line_with_log("web", &s),
-            "run: web: (pid 12) 5s; down: log: 2s"
-        );
+    fn svc(state: State, pid: Option<u32>, since_s: f64, down_file: bool) -> ServiceStatus {
+        crate::cli::lines::tests::svc(state, pid, since_s, down_file)
     }
 
     fn os(a: &[&str]) -> Vec<OsString> {
@@ -883,13 +749,13 @@ mod tests {
 
     #[test]
     fn waits() {
-        let mut pass = |_: &Service| true;
-        let mut fail = |_: &Service| false;
+        let mut pass = |_: &ServiceStatus| true;
+        let mut fail = |_: &ServiceStatus| false;
         let before = svc(State::Running, Some(12), 5.0, false);
         let running = svc(State::Running, Some(12), 5.0, false);
         let down = svc(State::Down, None, 0.0, false);
         let mut down_purpose = down.clone();
-        down_purpose.down_reason = Some("requested".into());
+        down_purpose.down_reason = Some(crate::control::protocol::DownReason::Requested);
         let mut restarted = svc(State::Running, Some(20), 0.1, false);
         restarted.since = "2026-01-01T00:00:05.000Z".into();
         assert!(satisfied("u", &running, &before, &mut pass));
@@ -943,10 +809,10 @@ mod tests {
         std::fs::write(root.join("file"), "").unwrap();
         std::os::unix::fs::symlink(root.join("web"), root.join("link")).unwrap();
         let mut web = svc(State::Running, Some(1), 0.0, false);
-        web.dir = root.join("web");
+        web.dir = root.join("web").display().to_string();
         let mut db = svc(State::Running, Some(2), 0.0, false);
         db.name = "db".into();
-        db.dir = PathBuf::from("/nonexistent/db");
+        db.dir = "/nonexistent/db".into();
         let services = vec![db, web];
         let dirs: Vec<_> = services
             .iter()
