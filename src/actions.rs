@@ -215,7 +215,7 @@ impl Loop {
                 pipes.extend(self.watch(fd, stream, src, counts[n].clone(), &label));
             }
         }
-        let token = self.tokens.next();
+        let token = self.tokens.fresh();
         let fd = child.exec_status;
         let registered = self
             .poll
@@ -250,7 +250,7 @@ impl Loop {
         counts: Rc<Cell<Counts>>,
         label: &str,
     ) -> Option<Token> {
-        let token = self.tokens.next();
+        let token = self.tokens.fresh();
         match self
             .pipes
             .add(self.poll.registry(), token, fd, stream, src, counts)

@@ -50,7 +50,7 @@ const REAP_GAP: Duration = Duration::from_millis(1);
 pub struct Tokens(usize);
 
 impl Tokens {
-    pub fn next(&mut self) -> Token {
+    pub fn fresh(&mut self) -> Token {
         self.0 += 1;
         Token(self.0)
     }
@@ -188,7 +188,7 @@ impl Loop {
                     STDERR => self.out.sink_mut(Stream::Stderr).set_writable(),
                     CONTROL => {
                         let tokens = &mut self.tokens;
-                        self.control.accept(self.poll.registry(), || tokens.next());
+                        self.control.accept(self.poll.registry(), || tokens.fresh());
                     }
                     token => self.ready(token),
                 }

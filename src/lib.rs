@@ -110,7 +110,7 @@ fn run() -> u8 {
     let closed = sink::ensure_std_fds();
     supervise::spawn::cloexec_inherited_fds();
     supervise::spawn::raise_nofile_limit();
-    fixed_mmap_threshold();
+    supervise::spawn::fixed_mmap_threshold();
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let cfg = match Config::from_env(&cwd) {
         Ok(c) => c,
@@ -221,18 +221,6 @@ fn run() -> u8 {
             flush_blocking(&mut lp.out);
             supervise::exit::INTERNAL
         }
-    }
-}
-
-/// glibc raises its mmap threshold each time a large block is freed, after which big buffers
-/// (a burst's output queue, a long line) come from the heap and their memory is not given back:
-/// a long-running PID 1 that sees bursts would creep up. A fixed threshold keeps buffers of
-/// 64 KiB and more in their own mappings, returned to the kernel when freed.
-fn fixed_mmap_threshold() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt with a documented parameter, before any thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
     }
 }
 

@@ -300,8 +300,6 @@ fn shutdown(dinit: &Dinit, args: &[String]) -> Result<u8, Exit> {
     Ok(OK)
 }
 
-/// The file name of argv[0], for `sv` detection.
-
 #[cfg(test)]
 mod tests {
     use super::*;

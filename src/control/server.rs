@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -274,9 +273,7 @@ fn take_lines(c: &mut Conn, token: Token, requests: &mut Vec<Incoming>) {
 
 fn peer_uid(stream: &UnixStream) -> Option<u32> {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-    // SAFETY: the fd belongs to `stream`, alive for this call.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    getsockopt(&fd, PeerCredentials).ok().map(|c| c.uid())
+    getsockopt(stream, PeerCredentials).ok().map(|c| c.uid())
 }
 
 fn bind_path(path: &Path) -> Result<UnixListener, Error> {

@@ -336,11 +336,10 @@ impl Injection {
         self.next()
     }
 
-    /// The next `dup3`, then what was made inside the process is released, then it is let go.
+    /// The next `dup3`, then what was made inside the process is released, one call at a
+    /// time, then it is let go.
     fn next(&mut self) -> Vec<Cmd> {
-        if self.failed.is_none()
-            && let Some(&(to, which)) = self.targets.get(self.next_dup)
-        {
+        if let Some(&(to, which)) = self.targets.get(self.next_dup) {
             self.next_dup += 1;
             let from = self.received[which as usize];
             return match from {
@@ -348,13 +347,16 @@ impl Injection {
                 None => self.fail(Failure::Step("dup3", Errno::EBADF)),
             };
         }
-        let release = [
-            self.received[0].take().map(Call::Close),
-            self.received[1].take().map(Call::Close),
-            self.sock.take().map(Call::Close),
-            self.page.take().map(Call::Munmap),
-        ];
-        if let Some(call) = release.into_iter().flatten().next() {
+        let release = if let Some(fd) = self.received[0].take() {
+            Some(Call::Close(fd))
+        } else if let Some(fd) = self.received[1].take() {
+            Some(Call::Close(fd))
+        } else if let Some(fd) = self.sock.take() {
+            Some(Call::Close(fd))
+        } else {
+            self.page.take().map(Call::Munmap)
+        };
+        if let Some(call) = release {
             return self.call(call);
         }
         self.phase = Phase::Done(self.failed.map_or(Ok(()), Err));
@@ -447,7 +449,10 @@ impl Capture {
 
     /// A captured process threw its pipe away: capture again, a few times at most.
     pub fn again(&mut self, now: Instant) -> bool {
-        if self.captures >= MAX_CAPTURES || self.state != (CaptureState::Idle { retry: None }) {
+        if self.captures == 0
+            || self.captures >= MAX_CAPTURES
+            || self.state != (CaptureState::Idle { retry: None })
+        {
             return false;
         }
         self.state = CaptureState::Idle { retry: Some(now) };

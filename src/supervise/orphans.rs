@@ -66,9 +66,12 @@ impl ProcStat<'_> {
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, read once).
 fn clock_ticks() -> u64 {
+    use nix::unistd::{SysconfVar, sysconf};
     static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    // SAFETY: sysconf with a constant name.
-    *TICKS.get_or_init(|| (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64)
+    *TICKS.get_or_init(|| match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as u64,
+        _ => 100,
+    })
 }
 
 /// The name of a zombie: it has no cmdline any more, only its `comm`.

@@ -23,7 +23,7 @@ pub enum Role {
     Orphan(Orphan),
     /// A reparented process adopted like a service (its end stops the container), and the
     /// redirection of its output.
-    Adopted(Orphan, Capture),
+    Adopted(Orphan, Box<Capture>),
 }
 
 /// The loop's sources that belong to a process.

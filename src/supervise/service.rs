@@ -17,11 +17,18 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::events::{Effect, Op, Program, SpawnError, Stage, Timer};
+
+mod logger;
+mod requests;
+#[cfg(test)]
+mod tests;
+
 use super::exit::{DISABLED, Exit, Kind};
 use super::messages::{Label, Msg};
 use super::scan::ServiceDef;
 use crate::error::Error;
 use crate::log::Level;
+pub use requests::{Decision, decide};
 
 /// How long a logger's end waits for its `run` to end too before it stops the container.
 pub const LOGGER_GRACE: Duration = Duration::from_millis(10);
@@ -547,142 +554,5 @@ impl Service {
             Msg::SendingSigterm(self.label.clone(), pid),
         );
         acts.push(Act::Do(Effect::Terminate(pid)));
-    }
-
-    /// Starts the logger once `run` is known to run (a logger survives a restart of `run`).
-    fn start_logger(&mut self, acts: &mut Vec<Act>) {
-        if !self.def.has_logger || matches!(self.log, Log::Running { .. } | Log::Starting) {
-            return;
-        }
-        say(
-            acts,
-            Level::Info,
-            Msg::Starting(self.label.clone(), Stage::Log),
-        );
-        self.log = Log::Starting;
-        acts.push(Act::Do(Effect::Spawn {
-            svc: self.index,
-            program: Program::Log,
-        }));
-    }
-
-    fn log_spawned(&mut self, r: Result<Pid, SpawnError>, cx: &Ctx, acts: &mut Vec<Act>) {
-        if self.log != Log::Starting {
-            return;
-        }
-        match r {
-            Ok(pid) => self.log = Log::Running { pid, since: cx.now },
-            Err(SpawnError::Failed(e) | SpawnError::LoggerPipe(e)) => {
-                self.log = Log::None;
-                self.logger_failed(Error::path(None, self.def.log_run_path(), e), acts);
-            }
-            Err(SpawnError::Absent) => {
-                self.log = Log::None;
-                let e = Error::path(None, self.def.log_run_path(), Errno::ENOENT);
-                self.logger_failed(e, acts);
-            }
-        }
-    }
-
-    fn logger_failed(&mut self, e: Error, acts: &mut Vec<Act>) {
-        say(
-            acts,
-            Level::Error,
-            Msg::ErrorRunning(self.label.clone(), Stage::Log, e.to_string()),
-        );
-        acts.push(Act::Do(Effect::CloseLoggerPipe(self.index)));
-        acts.push(Act::Fatal(e.to_string()));
-        acts.push(Act::Shutdown);
-    }
-
-    fn request(&mut self, op: Op, uid: u32, cx: &Ctx, acts: &mut Vec<Act>) {
-        let decision = decide(&op, self.run);
-        if decision == Decision::Nothing {
-            return; // already where it was asked to be: no change, no line
-        }
-        say(
-            acts,
-            Level::Info,
-            Msg::Requested(self.label.clone(), op.name(), uid),
-        );
-        match decision {
-            Decision::Signal(pid, sig) => acts.push(Act::Do(Effect::Kill(pid, sig))),
-            Decision::Start => self.start(true, cx, acts),
-            Decision::Then(after) => self.set_after(after),
-            Decision::Stop(after) => {
-                self.set_after(after);
-                if let Some(pid) = self.run_pid() {
-                    self.stop(pid, acts);
-                }
-            }
-            Decision::Nothing => {}
-        }
-    }
-
-    fn set_after(&mut self, new: After) {
-        match &mut self.run {
-            Run::Running { after, .. } | Run::Finishing { after, .. } => *after = new,
-            Run::Down { .. } | Run::Starting { .. } => {}
-        }
-    }
-}
-
-/// What an operator's request does to `run` in a given state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Nothing,
-    Signal(Pid, Signal),
-    /// Start `run` now.
-    Start,
-    /// Stop `run` now, and then do this.
-    Stop(After),
-    /// Once `run` (and `finish`) ended, do this.
-    Then(After),
-}
-
-/// `up`, `down`, `restart`, `signal` against `run`'s state. Pure.
-pub fn decide(op: &Op, run: Run) -> Decision {
-    use {After as A, Decision as D, Op as O};
-    match (op, run) {
-        (O::Signal(sig), Run::Running { pid, .. }) => D::Signal(pid, *sig),
-        (O::Up | O::Restart, Run::Down { .. }) => D::Start,
-        // On its way down: bring it back once it is.
-        (O::Up, Run::Running { after: A::Down, .. } | Run::Finishing { after: A::Down, .. }) => {
-            D::Then(A::Restart)
-        }
-        (
-            O::Restart,
-            Run::Finishing {
-                after: A::Natural | A::Down,
-                ..
-            },
-        ) => D::Then(A::Restart),
-        (
-            O::Down,
-            Run::Finishing {
-                after: A::Natural | A::Restart,
-                ..
-            },
-        ) => D::Then(A::Down),
-        (
-            O::Down,
-            Run::Running {
-                after: A::Natural, ..
-            },
-        ) => D::Stop(A::Down),
-        (
-            O::Down,
-            Run::Running {
-                after: A::Restart, ..
-            },
-        ) => D::Then(A::Down),
-        (
-            O::Restart,
-            Run::Running {
-                after: A::Natural, ..
-            },
-        ) => D::Stop(A::Restart),
-        (O::Restart, Run::Running { after: A::Down, .. }) => D::Then(A::Restart),
-        _ => D::Nothing,
     }
 }

@@ -297,3 +297,15 @@ pub fn cloexec_inherited_fds() {
 pub fn exists(path: &Path) -> bool {
     std::fs::metadata(path).is_ok()
 }
+
+/// glibc raises its mmap threshold each time a large block is freed, after which big buffers
+/// (a burst's output queue, a long line) come from the heap and their memory is not given back:
+/// a long-running PID 1 that sees bursts would creep up. A fixed threshold keeps buffers of
+/// 64 KiB and more in their own mappings, returned to the kernel when freed.
+pub fn fixed_mmap_threshold() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt with a documented parameter, before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+    }
+}
