@@ -20,7 +20,6 @@ use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 use signal_hook_mio::v1_0::Signals;
 
-use crate::actions::ServiceIo;
 use crate::control::server::Control;
 use crate::output::pipes::Pipes;
 use crate::output::{Output, Stream};
@@ -29,6 +28,10 @@ use crate::supervise::reaper::{self, Children, Naming, Waited};
 use crate::supervise::supervisor::Supervisor;
 use crate::supervise::tracer::Tracer;
 use crate::timers::Timers;
+
+mod actions;
+
+pub use actions::ServiceIo;
 
 pub const SIGNALS: Token = Token(0);
 pub const STDOUT: Token = Token(1);

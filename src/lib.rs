@@ -12,7 +12,6 @@
 //! `main -> run -> exit code`. Before the loop the first failure prints one line and exits with
 //! the contract's code; once services run, PID 1 must not die: handlers log and carry on.
 
-pub mod actions;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -30,9 +29,8 @@ use mio::unix::SourceFd;
 use mio::{Interest, Poll};
 use signal_hook_mio::v1_0::Signals;
 
-use actions::ServiceIo;
 use config::Config;
-use event_loop::Loop;
+use event_loop::{Loop, ServiceIo};
 use log::Level;
 use output::sink;
 use output::{Output, Stream};
@@ -78,7 +76,7 @@ pub fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "panic".to_owned());
-        log::early(Level::Error, format_args!("internal error: {what}{at}"));
+        output::early(Level::Error, format_args!("internal error: {what}{at}"));
         std::process::exit(supervise::exit::INTERNAL as i32);
     }));
     let mut argv = std::env::args_os();
@@ -115,7 +113,7 @@ fn run() -> u8 {
     let cfg = match Config::from_env(&cwd) {
         Ok(c) => c,
         Err(e) => {
-            log::early(Level::Error, format_args!("{e}"));
+            output::early(Level::Error, format_args!("{e}"));
             return supervise::exit::DINIT_FAILED;
         }
     };
@@ -225,7 +223,7 @@ fn run() -> u8 {
 }
 
 fn early_fail(msg: std::fmt::Arguments<'_>) -> u8 {
-    log::early(Level::Error, msg);
+    output::early(Level::Error, msg);
     supervise::exit::DINIT_FAILED
 }
 

@@ -1,10 +1,10 @@
 //! dinit's own messages: levels and the line format `<ts> dinit: <level>: <message>`.
 //!
-//! Once the event loop runs, own messages go through [`crate::output::Output`] like every other
-//! line (same queue as service stderr, so they keep their order and never block). Before that,
-//! [`early`] writes straight to fd 2: there is nothing else to wait for yet.
+//! Once the event loop runs, own messages go through `output::Output` like every other line
+//! (same queue as service stderr, so they keep their order and never block). Before that,
+//! `output::early` writes straight to fd 2: there is nothing else to wait for yet.
 
-use std::io::Write;
+use std::io::Write as _;
 
 /// Each level includes those before it: `none` < `error` < `warn` < `info` < `debug`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,18 +50,6 @@ pub fn format_line(buf: &mut Vec<u8>, ts: &[u8], level: Level, msg: std::fmt::Ar
     // Writing into a Vec cannot fail.
     let _ = buf.write_fmt(msg);
     buf.push(b'\n');
-}
-
-/// Before the loop (configuration errors, start-up failures): one blocking write to fd 2.
-pub fn early(level: Level, msg: std::fmt::Arguments<'_>) {
-    let mut buf = Vec::with_capacity(128);
-    format_line(
-        &mut buf,
-        &crate::output::clock::Clock::new().now(),
-        level,
-        msg,
-    );
-    let _ = std::io::stderr().write_all(&buf);
 }
 
 /// `log!(out, Level::Info, "…", args)`: formats only when the level is enabled.

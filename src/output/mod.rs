@@ -202,3 +202,10 @@ impl Output {
         }
     }
 }
+
+/// Before the loop (configuration errors, start-up failures): one blocking write to fd 2.
+pub fn early(level: Level, msg: std::fmt::Arguments<'_>) {
+    let mut buf = Vec::with_capacity(128);
+    log::format_line(&mut buf, &Clock::new().now(), level, msg);
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), &buf);
+}

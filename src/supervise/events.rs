@@ -17,31 +17,11 @@ use nix::unistd::Pid;
 use super::adopt::Cmd;
 use super::exit::Exit;
 use super::messages::Msg;
+pub use super::names::Stage;
 use super::orphans::Scan;
 use super::proctab::Io;
 use super::reaper::{Children, Reaped};
 use crate::log::Level;
-
-/// A service's programs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Run,
-    Log,
-    Finish,
-    Term,
-}
-
-impl Stage {
-    /// The stage in records and messages (`web/term: ...`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Stage::Run => "run",
-            Stage::Log => "log",
-            Stage::Finish => "finish",
-            Stage::Term => "term",
-        }
-    }
-}
 
 /// A program to start for a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

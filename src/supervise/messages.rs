@@ -4,31 +4,13 @@
 //! the loop formats it only when its level is enabled. Keeping the texts in one place keeps
 //! them exactly the contract's (reference §12: `web/run: PID 12 finished with status 1`).
 
-use std::fmt;
-use std::rc::Rc;
-
 use nix::errno::Errno;
 use nix::unistd::Pid;
+use std::fmt;
 
-use super::events::Stage;
 use super::exit::Exit;
+pub use super::names::{Label, Orphan, Stage};
 use crate::error::errno_text;
-
-/// A service's name as messages print it.
-pub type Label = Rc<str>;
-
-/// An orphan as messages name it: `<name>/<pid>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Orphan {
-    pub name: Rc<str>,
-    pub pid: Pid,
-}
-
-impl fmt::Display for Orphan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.name, self.pid)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Msg {
@@ -161,6 +143,7 @@ impl fmt::Display for Msg {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::rc::Rc;
 
     #[test]
     fn texts() {

@@ -16,6 +16,7 @@ pub mod adopt;
 pub mod events;
 pub mod exit;
 pub mod messages;
+pub mod names;
 pub mod orphans;
 pub mod proctab;
 pub mod reaper;

@@ -11,8 +11,7 @@ use mio::Token;
 use nix::unistd::Pid;
 
 use super::adopt::Capture;
-use super::events::Stage;
-use super::messages::Orphan;
+use super::names::{Orphan, Stage};
 
 /// Who a process is to dinit.
 #[derive(Debug)]

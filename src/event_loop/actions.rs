@@ -14,9 +14,9 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::Loop;
 use crate::control::protocol::Response;
 use crate::control::status::{self, Route};
-use crate::event_loop::Loop;
 use crate::output::Stream;
 use crate::output::pipes::Counts;
 use crate::output::record::Source;
