@@ -5,9 +5,15 @@
 //!
 //! ```text
 //! output:  pipe --read--> LineSplitter --> record (JSON / text) --> queue fd 1|2 --write--> docker logs
-//! control: SIGCHLD --> waitpid(-1) --> proctab (whose pid?) --> state --> actions --> exit code
-//!          SIGTERM --> shutdown phase (terminate scripts / SIGTERM) --^
+//! control: sources --> events --> Supervisor::on (state machines) --> effects --> the loop carries them out
+//!          (SIGCHLD, signals, timers, control requests, exec-status pipes)     (spawn, kill, arm, say, reply)
 //! ```
+//!
+//! The parts: [`event_loop`] owns the poll and every source and carries out effects;
+//! [`output`] is the output path; [`supervise`] holds the state machines (a service's
+//! processes, orphans and adoption, dinit's own phase) and never touches a file descriptor;
+//! [`control`] is the control socket and its protocol; [`cli`] is dinit as its own client.
+//! `docs/architecture.md` says where a feature goes.
 //!
 //! `main -> run -> exit code`. Before the loop the first failure prints one line and exits with
 //! the contract's code; once services run, PID 1 must not die: handlers log and carry on.

@@ -58,6 +58,9 @@ pub struct Tracer {
     captures: HashMap<Pid, Pipes>,
     /// Tracee -> the adopted pid whose capture it belongs to.
     owner: HashMap<Pid, Pid>,
+    /// Connections accepted for a tracee other than the one being handed over to (captures
+    /// run side by side and share the socket), until their own hand-over.
+    early: HashMap<Pid, OwnedFd>,
     #[cfg(target_arch = "x86_64")]
     regs: HashMap<Pid, x86::Saved>,
     /// Connections to the hand-over socket from other processes, refused.
@@ -130,6 +133,7 @@ impl Tracer {
             .collect();
         for t in gone {
             self.owner.remove(&t);
+            self.early.remove(&t);
             #[cfg(target_arch = "x86_64")]
             self.regs.remove(&t);
         }
@@ -207,26 +211,38 @@ impl Tracer {
     }
 
     /// Accepts the connections waiting on the socket: the one from `pid` gets the write ends
-    /// of its capture's pipes; any other is closed and counted.
+    /// of its capture's pipes; one from another tracee waits for its own hand-over; any other
+    /// is closed and counted.
     fn hand_over(&mut self, pid: Pid) -> Result<(), Failure> {
         let adopted = *self
             .owner
             .get(&pid)
             .ok_or(Failure::Step("hand-over", Errno::ESRCH))?;
+        let conn = match self.early.remove(&pid) {
+            Some(conn) => conn,
+            None => self.accept_from(pid)?,
+        };
         let pipes = self
             .captures
             .get(&adopted)
             .ok_or(Failure::Step("hand-over", Errno::ESRCH))?;
+        send_fds(&conn, &pipes.write).map_err(step("sendmsg"))
+    }
+
+    fn accept_from(&mut self, pid: Pid) -> Result<OwnedFd, Failure> {
         let listener = self
             .listener
             .as_ref()
             .ok_or(Failure::Step("hand-over", Errno::ENOTCONN))?;
         loop {
             let conn = listener.accept().map_err(step("accept"))?;
-            if peer_pid(&conn) == Some(pid.as_raw()) {
-                return send_fds(&conn, &pipes.write).map_err(step("sendmsg"));
+            match peer_pid(&conn).map(Pid::from_raw) {
+                Some(p) if p == pid => return Ok(conn),
+                Some(p) if self.owner.contains_key(&p) => {
+                    self.early.insert(p, conn);
+                }
+                _ => self.strangers += 1,
             }
-            self.strangers += 1;
         }
     }
 }
