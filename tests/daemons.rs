@@ -8,8 +8,9 @@
 //! Nothing of the host's installation is used but the binaries: every data directory, socket,
 //! pid file and log lives in the test's temp dir, every port is a free port on 127.0.0.1 (the
 //! host's `/var/lib/postgresql`, `/var/run/postgresql`, `/etc/redis`, `/var/log/nginx` are never
-//! touched). A test whose binary is missing skips with one `SKIPPED <test>: …` line naming the
-//! binary and the Debian package (`.ci/run` installs them). Figures are printed on stderr:
+//! touched). A test whose binary is missing is skipped (`common::skip`: one
+//! `SKIPPED daemons::<test>: …` line naming the binary and the Debian package, recorded for
+//! `scripts/test.sh`'s summary, which installs them). Figures are printed on stderr:
 //!
 //! ```sh
 //! cargo test --release --test daemons -- --nocapture
@@ -30,16 +31,19 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/// `Some` when every `(path, package)` exists; else `None` after printing the skip line that
-/// names the first missing one.
+/// `Some` when every `(path, package)` exists; else `None` after recording the skip (`skip`)
+/// that names the first missing one.
 fn need(test: &str, what: &[(&str, &str)]) -> Option<Vec<PathBuf>> {
     let mut v = Vec::new();
     for (path, package) in what {
         let p = PathBuf::from(path);
         if !p.exists() {
-            eprintln!(
-                "SKIPPED {test}: {path} not found (install Debian's `{package}` package: \
-                 apt-get install --no-install-recommends {package}; .ci/run does)"
+            skip(
+                test,
+                &format!(
+                    "{path} not found (install Debian's `{package}` package: apt-get install \
+                     --no-install-recommends {package}; scripts/test.sh does)"
+                ),
             );
             return None;
         }
@@ -241,8 +245,10 @@ fn pg_ready(bin: &Path, port: u16) -> bool {
 fn postgresql_under_load() {
     const T: &str = "postgresql_under_load";
     let Some(bin) = pg_bin() else {
-        eprintln!(
-            "SKIPPED {T}: /usr/lib/postgresql/*/bin not found (install Debian's `postgresql` package; .ci/run does)"
+        skip(
+            T,
+            "/usr/lib/postgresql/*/bin not found (install Debian's `postgresql` package; \
+             scripts/test.sh does)",
         );
         return;
     };
@@ -258,7 +264,10 @@ fn postgresql_under_load() {
         return;
     }
     let Some((uid, gid)) = user_ids("postgres") else {
-        eprintln!("SKIPPED {T}: no user `postgres` (install Debian's `postgresql` package)");
+        skip(
+            T,
+            "no user `postgres` (install Debian's `postgresql` package)",
+        );
         return;
     };
     let d = TestDir::new();
@@ -646,7 +655,7 @@ fn nginx_under_load() {
         return;
     }
     let Some((nobody, nogroup)) = user_ids("nobody") else {
-        eprintln!("SKIPPED {T}: no user `nobody`");
+        skip(T, "no user `nobody`");
         return;
     };
     let d = TestDir::new();

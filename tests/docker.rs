@@ -2,8 +2,10 @@
 //! `Dockerfile.distroless`, `examples/Dockerfile`) and dinit as PID 1 under `docker run`,
 //! `docker stop`, `docker kill`, `docker exec`, `HEALTHCHECK`, `--read-only` and `--user`.
 //!
-//! Every test first asks `docker info`; when that fails it writes one
-//! `SKIP: docker not available: <why>` line to stderr (not captured by the harness) and passes.
+//! Every test first asks `docker info` and looks for a static busybox (`/bin/busybox` from
+//! Debian's busybox-static, or `$BUSYBOX`; the images cannot be built without it); when either
+//! is missing the test is skipped: `common::skip` writes one `SKIPPED docker::<test>: <why>`
+//! line to stderr and records it for `scripts/test.sh`'s summary.
 //! Nothing is pulled: the first test to need them builds, once per test binary
 //! (`std::sync::OnceLock`), with `<p>` = `dinit-e2e-<pid>-<n>` unique per run:
 //!
@@ -17,9 +19,6 @@
 //!   at `docker run`; `<p>/e2e-health`: the same with `HEALTHCHECK CMD ["/dinit", "check"]`;
 //! - `<p>/e2e-distroless`: the distroless image, a busybox binary but no shell, one service;
 //! - `<p>/user-image`: `examples/user-image`, the walk-through of docs/image.md.
-//!
-//! With Docker there but no static busybox (`/bin/busybox` from Debian's busybox-static, or
-//! `$BUSYBOX`), the tests fail, saying so: the images cannot be built without it.
 //!
 //! Containers are named `<p>-<test>` and removed by their guard (`docker rm -f`); at exit (an
 //! `atexit` handler) whatever is left and every image built here is removed
@@ -37,6 +36,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+// Only for `common::skip` (this file has its own helpers for talking to Docker).
+mod common;
+
 /// Anything that should happen "soon" on a loaded 2-core machine.
 const LONG: Duration = Duration::from_secs(30);
 /// `docker build` and friends.
@@ -47,7 +49,7 @@ const STOP_TIMEOUT_S: u64 = 10;
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------------
-// skip when there is no Docker engine
+// skip when there is no Docker engine or no static busybox
 
 fn docker_unavailable() -> Option<&'static str> {
     static WHY: OnceLock<Option<String>> = OnceLock::new();
@@ -71,16 +73,55 @@ fn docker_unavailable() -> Option<&'static str> {
     .as_deref()
 }
 
-/// Returns from the test (passing) with a visible SKIP line when Docker is not there.
+/// Why the images cannot be built here, if they cannot: `docker/make-bases.sh` copies a static
+/// busybox into a `FROM scratch` image (a dynamically linked one cannot run there).
+fn busybox_unavailable() -> Option<String> {
+    let p = busybox_path();
+    let hint = "install Debian's busybox-static (apt-get install busybox-static; \
+                scripts/test.sh does) or set BUSYBOX";
+    match fs::read(&p) {
+        Err(e) => Some(format!("{}: {e}: {hint}", p.display())),
+        Ok(elf) if elf_has_interpreter(&elf) => Some(format!(
+            "{} is dynamically linked (it cannot run in a FROM scratch image): {hint}",
+            p.display()
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// A 64-bit little-endian ELF file with a `PT_INTERP` program header (a dynamically linked
+/// executable). Anything else (static, or not such an ELF file) is left to make-bases.sh.
+fn elf_has_interpreter(b: &[u8]) -> bool {
+    let u16_at = |o: usize| {
+        b.get(o..o + 2)
+            .map(|x| u16::from_le_bytes([x[0], x[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        b.get(o..o + 8)
+            .map(|x| u64::from_le_bytes(x.try_into().unwrap()) as usize)
+    };
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 || b[5] != 1 {
+        return false;
+    }
+    let (Some(phoff), Some(size), Some(num)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    (0..num).any(|i| {
+        let o = phoff + i * size;
+        b.get(o..o + 4) == Some(&3u32.to_le_bytes()[..]) // PT_INTERP
+    })
+}
+
+/// Returns from the test, recorded as skipped (`common::skip`), when Docker or a static busybox
+/// is not there.
 macro_rules! require_docker {
     ($test:expr) => {
         if let Some(why) = docker_unavailable() {
-            // Straight to fd 2: the harness captures only print!/eprint!.
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "SKIP: docker not available: {why} (tests/docker.rs: {})",
-                $test
-            );
+            common::skip($test, &format!("docker not available: {why}"));
+            return;
+        }
+        if let Some(why) = busybox_unavailable() {
+            common::skip($test, &format!("no static busybox for the images: {why}"));
             return;
         }
     };

@@ -207,8 +207,11 @@ fn ptrace_unavailable(r: &Dinit, p: i32) -> Option<String> {
     Some(w)
 }
 
-fn skip(test: &str, why: &str) {
-    eprintln!("SKIPPED {test}: ptrace is not permitted here, adopt cannot capture output ({why})");
+fn skip_no_ptrace(test: &str, why: &str) {
+    skip(
+        test,
+        &format!("ptrace is not permitted here, adopt cannot capture output ({why})"),
+    );
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (never handed out twice by this process).
@@ -243,13 +246,21 @@ fn tcp_exchange(port: u16, request: &[u8], until_eof: bool) -> Option<String> {
     Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
-fn require(path: &str, package: &str) {
-    assert!(
-        Path::new(path).exists(),
-        "{path} not found: these tests run a real daemonizing program under adopt; install \
-         Debian's `{package}` package (apt-get install --no-install-recommends {package}; \
-         .ci/run does)"
+/// `true` when `path` exists; else the test is recorded as skipped and the caller returns.
+#[must_use]
+fn require(test: &str, path: &str, package: &str) -> bool {
+    if Path::new(path).exists() {
+        return true;
+    }
+    skip(
+        test,
+        &format!(
+            "{path} not found: this test runs a real daemonizing program under adopt (install \
+             Debian's `{package}` package: apt-get install --no-install-recommends {package}; \
+             scripts/test.sh does)"
+        ),
     );
+    false
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -494,7 +505,7 @@ fn adopt_daemon(test: &str, text: bool, end: End, pid1: bool) {
     };
     let ok = wait_until(LONG, || captured(&r) || redirect_error(&r, p).is_some());
     if let Some(why) = ptrace_unavailable(&r, p) {
-        return skip(test, &why);
+        return skip_no_ptrace(test, &why);
     }
     assert!(
         ok,
@@ -628,7 +639,7 @@ fn adopt_daemon_run_exits_115(test: &str, pid1: bool) {
         }) || redirect_error(&r, p).is_some()
     });
     if let Some(why) = ptrace_unavailable(&r, p) {
-        return skip(test, &why);
+        return skip_no_ptrace(test, &why);
     }
     assert!(ok, "no daemon line under demod/{p}\n{}", r.dump());
     assert!(!r.exited(), "{}", r.dump());
@@ -1088,7 +1099,9 @@ fn wait_text_file(p: &Path) -> String {
 /// - SIGTERM to dinit (`docker stop`): `nginx:/<p>: sending SIGTERM to PID <p>`, nginx logs
 ///   `signal 15 (SIGTERM) received`, exits 0, dinit exits 0.
 fn nginx(test: &str, style: Style, pid1: bool) {
-    require("/usr/sbin/nginx", "nginx");
+    if !require(test, "/usr/sbin/nginx", "nginx") {
+        return;
+    }
     let d = TestDir::new();
     let pre = d.root().join("nginx");
     std::fs::create_dir_all(&pre).unwrap();
@@ -1163,7 +1176,7 @@ fn nginx(test: &str, style: Style, pid1: bool) {
     r.signal(libc::SIGTERM);
     let code = r.wait_exit(LONG);
     if let Some(why) = ptrace_unavailable(&r, p) {
-        return skip(test, &why);
+        return skip_no_ptrace(test, &why);
     }
     assert_eq!(code, 0, "{}", r.dump());
     own_exact(
@@ -1232,7 +1245,9 @@ fn nginx_run_stays_up_subreaper() {
 /// "stage":"<p>"`; SIGTERM to dinit: redis logs `User requested shutdown...` and `Redis is now
 /// ready to exit, bye bye...` there too, exits 0, dinit exits 0.
 fn redis(test: &str, style: Style, pid1: bool) {
-    require("/usr/bin/redis-server", "redis-server");
+    if !require(test, "/usr/bin/redis-server", "redis-server") {
+        return;
+    }
     let d = TestDir::new();
     let dir = d.root().join("redis");
     std::fs::create_dir_all(&dir).unwrap();
@@ -1267,7 +1282,7 @@ fn redis(test: &str, style: Style, pid1: bool) {
         }) || redirect_error(&r, p).is_some()
     });
     if let Some(why) = ptrace_unavailable(&r, p) {
-        return skip(test, &why);
+        return skip_no_ptrace(test, &why);
     }
     assert!(
         ok,

@@ -3,11 +3,13 @@
 //! tree, run by dinit and, for contrast, by runit's `runsvdir` as PID 1 of the same kind of PID
 //! namespace.
 //!
-//! The trees are temp copies; the real `/etc/service` and `/etc/sv` are only read. The real-tree
-//! tests run in a private mount namespace (`unshare --mount-proc` makes one) where `/run`,
-//! `/var/log`, `/dev`, `/etc/runit`, `/etc/rsyslog.conf`, cron's tables and Debian's
-//! `policy-rc.d` are bind mounts of temp files, so the daemons write nothing outside the test's
-//! temp dir and never touch the machine's own state.
+//! The trees are temp copies; the real `/etc/sv` is only read (copied). The real-tree tests run
+//! in a private mount namespace (`unshare --mount-proc` makes one) where `/run`, `/var/log`,
+//! `/dev`, `/etc/runit`, `/etc/sv`, `/etc/service`, `/etc/rsyslog.conf`, cron's tables and
+//! Debian's `policy-rc.d` are bind mounts of temp files, so the daemons write nothing outside the
+//! test's temp dir, never touch the machine's own state, and do not depend on it either: Debian's
+//! runit glue reads `/etc/service/<name>`, `/etc/sv/<name>`, `/etc/runit/lsb.runit.*` and
+//! `/run/runit.stopit` (see `ns_setup`), and sees the test's own.
 mod common;
 use common::*;
 use std::fs;
@@ -128,7 +130,9 @@ fn down_symlink_tree(d: &TestDir) {
 /// `c` down.
 #[test]
 fn down_symlink_follows_runits_stat_rule() {
-    require_runit();
+    if !require_runit("down_symlink_follows_runits_stat_rule") {
+        return;
+    }
     // runit, the reference
     let dr = TestDir::new();
     down_symlink_tree(&dr);
@@ -509,15 +513,12 @@ fn prepare_ns(d: &TestDir) -> PathBuf {
     for sub in ["run", "log", "dev", "empty"] {
         fs::create_dir_all(ns.join(sub)).unwrap();
     }
-    // /etc/runit as it is, plus the flags that make Debian's invoke-run and finish-exec say
-    // what they do ("invoke-run: starting cron", "invoke-run: cron stopped").
-    let out = run_cmd(
-        Command::new("cp")
-            .args(["-a", "/etc/runit"])
-            .arg(ns.join("etc-runit")),
-        LONG,
-    );
-    assert_eq!(out.code, 0, "{out:?}");
+    // A fresh /etc/runit, not the machine's (whose `lsb.runit.mask` or `lsb.runit.sysv` flags
+    // would change what Debian's init-functions do): only the flags that make Debian's
+    // invoke-run and finish-exec say what they do ("invoke-run: starting cron", "invoke-run:
+    // cron stopped"), and `runsvdir/current`, where the runit package's `/etc/service` link
+    // (`runit/runsvdir/current`) points: the mount point of the test's own /etc/service.
+    fs::create_dir_all(ns.join("etc-runit/runsvdir/current")).unwrap();
     fs::write(ns.join("etc-runit/verbose"), "").unwrap();
     fs::write(ns.join("etc-runit/debug"), "").unwrap();
     // Docker's Debian images carry a policy-rc.d that says 101 ("do not start"); an image that
@@ -546,11 +547,23 @@ fn write_exec(p: &Path, content: &str) {
 
 /// The `sh` set-up run as the namespace's first process before dinit or runsvdir replaces it:
 /// a private `/dev` (the host's device nodes, plus room for rsyslog's `/dev/log`), the bind
-/// mounts of `prepare_ns`, the `/run/runit/supervise/<name>` dirs that Debian's `supervise`
-/// symlinks point to (runsv needs them), and, with `ro_supervise`, every real `supervise/`
-/// directory of the tree bind-mounted read-only (as on a read-only image).
+/// mounts of `prepare_ns`, the test's `sv` and `service` dirs (`etc_dirs`) as `/etc/sv` and
+/// `/etc/service`, the `/run/runit/supervise/<name>` dirs that Debian's `supervise` symlinks
+/// point to (runsv needs them), and, with `ro_supervise`, every real `supervise/` directory of
+/// the tree bind-mounted read-only (as on a read-only image).
+///
+/// Why `/etc/service` and `/etc/sv`: a Debian run script starts with `invoke-run`, which asks
+/// the package's init script `/etc/init.d/<name> status --force-sysv` whether the daemon already
+/// runs (`.meta/noreplace`, dbus); the init script sources `/lib/lsb/init-functions.d/40-runit`,
+/// which, when `/run/runit.stopit` exists or `pidof runsvdir` finds one (the runsvdir half of a
+/// test), answers "yes, exit 0" for a service that has `/etc/sv/<name>` but no
+/// `/etc/service/<name>` link (a "disabled" service), and invoke-run then stops it (`sv down`,
+/// finish prints `invoke-run: dbus stopped`). Whether the machine has those links is its own
+/// business: here they are the test's, so both halves see every service of the tree enabled.
 fn ns_setup(ns: &Path, sv: &Path, ro_supervise: bool) -> String {
     let n = ns.display();
+    let service = sv.with_file_name("service");
+    let service = service.display();
     let sv = sv.display();
     let mut s = format!(
         "set -e\n\
@@ -568,6 +581,15 @@ fn ns_setup(ns: &Path, sv: &Path, ro_supervise: bool) -> String {
          mount --bind $N/run /run\n\
          mount --bind $N/log /var/log\n\
          mount --bind $N/etc-runit /etc/runit\n\
+         if [ -d /etc/sv ]; then mount --bind '{sv}' /etc/sv; fi\n\
+         if [ -d /etc/service ]; then mount --bind '{service}' /etc/service; fi\n\
+         for l in '{service}'/*; do\n\
+           [ -e \"$l\" ] || continue\n\
+           if [ ! -h \"/etc/service/${{l##*/}}\" ]; then\n\
+             echo \"ns_setup: cannot give the test its own /etc/service ($(ls -ld /etc/service 2>&1))\" >&2\n\
+             exit 1\n\
+           fi\n\
+         done\n\
          if [ -e /usr/sbin/policy-rc.d ]; then mount --bind $N/policy-rc.d /usr/sbin/policy-rc.d; fi\n\
          mount --bind $N/rsyslog.conf /etc/rsyslog.conf\n\
          mount --bind $N/crontab /etc/crontab\n\
@@ -702,22 +724,45 @@ fn gone(pids: &[(String, i32)]) -> bool {
 // ---- Debian's runit-services ------------------------------------------------------------------
 
 /// Debian's runit-services directories used here (each daemon from its own Debian package,
-/// installed by .ci/run): rsyslog (exits 0 on SIGTERM), dbus (an svlogd logger in `log/`, a
-/// `check` script, a `finish`), atd (exits 0 on SIGTERM), cron (no TERM handler: dies of it;
-/// has a `finish`). All start through Debian's `/lib/runit/invoke-run` and call `sv`.
+/// installed by scripts/test.sh): rsyslog (exits 0 on SIGTERM), dbus (an svlogd logger in
+/// `log/`, a `check` script, a `finish`), atd (exits 0 on SIGTERM), cron (no TERM handler: dies
+/// of it; has a `finish`). All start through Debian's `/lib/runit/invoke-run` and call `sv`.
 const DEBIAN: [&str; 4] = ["atd", "cron", "dbus", "rsyslog"];
+/// Not a service: the shared logger that Debian's `log/run` links point to
+/// (`dbus/log/run -> /etc/sv/svlogd/run`); copied with the tree, not enabled.
+const DEBIAN_SHARED: [&str; 1] = ["svlogd"];
+
+/// `true` when runit-services' directories and their daemons are installed; else the test is
+/// recorded as skipped. The daemon of each is the one its `.meta/bin` names (what invoke-run
+/// checks before it starts one).
+#[must_use]
+fn require_debian_services(test: &str) -> bool {
+    let hint = "install Debian's runit-services and the daemons (apt-get install runit-services \
+                rsyslog dbus at cron; scripts/test.sh does)";
+    for s in DEBIAN.iter().chain(&DEBIAN_SHARED) {
+        let run = Path::new("/etc/sv").join(s).join("run");
+        if !run.exists() {
+            skip(test, &format!("{} not found: {hint}", run.display()));
+            return false;
+        }
+        let bin =
+            fs::read_to_string(Path::new("/etc/sv").join(s).join(".meta/bin")).unwrap_or_default();
+        let bin = bin.trim();
+        if !bin.is_empty() && !Path::new(bin).exists() {
+            skip(
+                test,
+                &format!("{bin} (the daemon of /etc/sv/{s}) not found: {hint}"),
+            );
+            return false;
+        }
+    }
+    true
+}
 
 fn debian_tree(d: &TestDir) -> (PathBuf, PathBuf, PathBuf) {
-    for s in DEBIAN {
-        assert!(
-            Path::new("/etc/sv").join(s).join("run").exists(),
-            "/etc/sv/{s} not found: install Debian's runit-services and the daemons \
-             (runit-services rsyslog dbus at cron; .ci/run does)"
-        );
-    }
     let ns = prepare_ns(d);
     let (sv, service) = etc_dirs(d);
-    for s in DEBIAN {
+    for s in DEBIAN.iter().chain(&DEBIAN_SHARED) {
         // cp -a keeps what the package made: `supervise -> /run/runit/supervise/<name>`
         // symlinks, `log/run -> /etc/sv/svlogd/run`, `.meta/`.
         let out = run_cmd(
@@ -727,6 +772,8 @@ fn debian_tree(d: &TestDir) -> (PathBuf, PathBuf, PathBuf) {
             LONG,
         );
         assert_eq!(out.code, 0, "{out:?}");
+    }
+    for s in DEBIAN {
         enable(&sv, &service, s);
     }
     (ns, sv, service)
@@ -746,7 +793,10 @@ fn debian_tree(d: &TestDir) -> (PathBuf, PathBuf, PathBuf) {
 /// service sees a SIGTERM and no `finish` runs.
 #[test]
 fn debian_runit_services_stop_cleanly_under_dinit_not_runsvdir() {
-    require_runit();
+    const T: &str = "debian_runit_services_stop_cleanly_under_dinit_not_runsvdir";
+    if !require_runit(T) || !require_debian_services(T) {
+        return;
+    }
     // ---- dinit
     let d = TestDir::new();
     let (ns, sv, service) = debian_tree(&d);
@@ -1017,7 +1067,9 @@ fn tree_snapshot(sv: &Path) -> Vec<(String, Vec<u8>)> {
 /// handlers never run, their logs end without the goodbye lines.
 #[test]
 fn baseimage_tree_stops_gracefully_under_dinit_not_runsvdir() {
-    require_runit();
+    if !require_runit("baseimage_tree_stops_gracefully_under_dinit_not_runsvdir") {
+        return;
+    }
     // ---- dinit
     let d = TestDir::new();
     let (ns, sv, service) = baseimage_tree(&d);

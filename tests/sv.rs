@@ -32,7 +32,6 @@ impl Peer {
     /// Builds the tree with `build` (which returns the service dir, `SVDIR`) and starts the
     /// supervisor over it.
     fn start(kind: Kind, build: &dyn Fn(&TestDir) -> PathBuf) -> Peer {
-        require_runit();
         let d = TestDir::new();
         let svdir = build(&d);
         let l = launch(&d)
@@ -207,11 +206,16 @@ fn same(r: &Peer, d: &Peer, args: &[&str]) -> String {
     nb
 }
 
-fn start_both(build: &dyn Fn(&TestDir) -> PathBuf) -> (Peer, Peer) {
-    (
+/// runit's and dinit's peers over two copies of the tree; `None` (the test is recorded as
+/// skipped and returns) when runit is not installed.
+fn start_both(build: &dyn Fn(&TestDir) -> PathBuf) -> Option<(Peer, Peer)> {
+    if !require_runit(&this_test()) {
+        return None;
+    }
+    Some((
         Peer::start(Kind::Runit, build),
         Peer::start(Kind::Dinit, build),
-    )
+    ))
 }
 
 fn running(s: &str) -> bool {
@@ -254,7 +258,9 @@ fn status_tree(d: &TestDir) -> PathBuf {
 /// (`, normally up`), one with a `down` file started with `sv up` (`, normally down`).
 #[test]
 fn status_lines_match_runit() {
-    let (r, d) = start_both(&status_tree);
+    let Some((r, d)) = start_both(&status_tree) else {
+        return;
+    };
     for p in [&r, &d] {
         for s in ["a", "b", "f", "l"] {
             p.wait_status(s, "run:", running);
@@ -314,7 +320,9 @@ fn status_lines_match_runit() {
 /// (§11). Both call finish with `0 0` (f's TERM trap exits 0), and show `down` after it.
 #[test]
 fn status_while_finish_runs() {
-    let (r, d) = start_both(&status_tree);
+    let Some((r, d)) = start_both(&status_tree) else {
+        return;
+    };
     for p in [&r, &d] {
         p.wait_status("f", "run:", running);
     }
@@ -358,7 +366,9 @@ fn control_tree(d: &TestDir) -> PathBuf {
 /// (always report), `try-restart`, `-w 1 down` that succeeds. `once` differs in one word.
 #[test]
 fn control_commands_and_waits_match_runit() {
-    let (r, d) = start_both(&control_tree);
+    let Some((r, d)) = start_both(&control_tree) else {
+        return;
+    };
     for p in [&r, &d] {
         for s in ["a", "s", "k"] {
             p.wait_status(s, "run:", running);
@@ -494,7 +504,9 @@ fn sig_lines(p: &Peer) -> Vec<String> {
 /// the container (exit 3: a service killed by a signal outside a shutdown).
 #[test]
 fn signal_commands_reach_run() {
-    let (r, d) = start_both(&signal_tree);
+    let Some((r, d)) = start_both(&signal_tree) else {
+        return;
+    };
     for p in [&r, &d] {
         p.wait_status("a", "run:", running);
         p.d.wait_file("a.started", LONG);
@@ -566,10 +578,12 @@ fn signal_commands_reach_run() {
 /// unknown command, an unknown option, `-w` without a value.
 #[test]
 fn usage_errors_exit_100() {
-    let (r, d) = start_both(&|d: &TestDir| {
+    let Some((r, d)) = start_both(&|d: &TestDir| {
         d.svc("a").run(&d.long_running("a", ""));
         d.dir().to_path_buf()
-    });
+    }) else {
+        return;
+    };
     for args in [
         &[][..],
         &["status"],
@@ -593,10 +607,12 @@ fn usage_errors_exit_100() {
 /// Expect: the exit code counts failed services, at most 99, under both (120 unknown names).
 #[test]
 fn exit_code_is_capped_at_99() {
-    let (r, d) = start_both(&|d: &TestDir| {
+    let Some((r, d)) = start_both(&|d: &TestDir| {
         d.svc("a").run(&d.long_running("a", ""));
         d.dir().to_path_buf()
-    });
+    }) else {
+        return;
+    };
     for p in [&r, &d] {
         p.wait_status("a", "run:", running);
     }
@@ -615,7 +631,9 @@ fn exit_code_is_capped_at_99() {
 /// unknown service is still `fail: … file does not exist`.
 #[test]
 fn unreachable_supervisor() {
-    require_runit();
+    if !require_runit("unreachable_supervisor") {
+        return;
+    }
     let dr = TestDir::new();
     let dd = TestDir::new();
     for t in [&dr, &dd] {
@@ -669,7 +687,7 @@ fn unreachable_supervisor() {
 /// stopping anything, under both.
 #[test]
 fn service_end_runit_restarts_dinit_stops_container() {
-    let (r, d) = start_both(&|d: &TestDir| {
+    let Some((r, d)) = start_both(&|d: &TestDir| {
         d.svc("x").run(&d.sh(&format!(
             "echo run >> \"$S/x.runs\"\n{}\nrm -f \"$S/go\"\nexit 0",
             wait_for_file("go")
@@ -677,7 +695,9 @@ fn service_end_runit_restarts_dinit_stops_container() {
         d.svc("y").run(&d.long_running("y", ""));
         d.svc("z").run(&d.long_running("z", ""));
         d.dir().to_path_buf()
-    });
+    }) else {
+        return;
+    };
     for p in [&r, &d] {
         for s in ["x", "y", "z"] {
             p.wait_status(s, "run:", running);
@@ -817,7 +837,9 @@ fn smoke(p: &Peer) -> Vec<String> {
 /// stops on SIGTERM with exit 0.
 #[test]
 fn baseimage_tree_smoke_same_under_runit_and_dinit() {
-    let (r, d) = start_both(&baseimage_tree);
+    let Some((r, d)) = start_both(&baseimage_tree) else {
+        return;
+    };
     let tr = smoke(&r);
     let td = smoke(&d);
     println!(
