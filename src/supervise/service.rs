@@ -356,11 +356,21 @@ impl Service {
                 if p != pid {
                     return;
                 }
-                say_after_stdout(
-                    acts,
-                    Level::Info,
-                    Msg::Finished(self.label.clone(), Stage::Run, pid, exit),
-                );
+                // When this end stops the container, it is said at the default level, so that
+                // `docker logs` shows why (contract §6); otherwise it is an info line.
+                if after == After::Natural && !cx.stopping && exit != Exit::Code(DISABLED) {
+                    say_after_stdout(
+                        acts,
+                        Level::Warn,
+                        Msg::FinishedStopping(self.label.clone(), pid, exit),
+                    );
+                } else {
+                    say_after_stdout(
+                        acts,
+                        Level::Info,
+                        Msg::Finished(self.label.clone(), Stage::Run, pid, exit),
+                    );
+                }
                 // A stop an operator asked for is not a failure.
                 if after == After::Natural {
                     acts.push(Act::Record(Kind::Program, exit));

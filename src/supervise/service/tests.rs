@@ -196,7 +196,7 @@ const TERM_EXEC_FAILED_DOWN: &[&str] = &[
     "failed",
 ];
 const ENDED_NATURAL: &[&str] = &[
-    "info> web/run: PID 7 finished with status 1",
+    "warning> web/run: PID 7 finished with status 1, stopping all services",
     "record Program with status 1",
     "spawn finish with status 1",
 ];
