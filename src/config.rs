@@ -41,8 +41,11 @@ impl fmt::Display for ControlSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ControlSocket::Off => f.write_str("none"),
-            ControlSocket::Path(p) => write!(f, "{}", p.display()),
-            ControlSocket::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
+            ControlSocket::Path(p) => {
+                use std::os::unix::ffi::OsStrExt;
+                write!(f, "{}", crate::log::Escape(p.as_os_str().as_bytes()))
+            }
+            ControlSocket::Abstract(name) => write!(f, "@{}", crate::log::Escape(name)),
         }
     }
 }
@@ -80,7 +83,10 @@ impl fmt::Display for Invalid {
         write!(
             f,
             "invalid {} {}: {} must be {}",
-            self.what, self.value, self.var, self.expected
+            self.what,
+            crate::log::Escape(self.value.as_bytes()),
+            self.var,
+            self.expected
         )
     }
 }

@@ -123,12 +123,6 @@ fn run() -> u8 {
             return supervise::exit::DINIT_FAILED;
         }
     };
-    // A mask inherited from whoever started dinit would hold back the signals it lives on.
-    let _ = nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&nix::sys::signal::SigSet::empty()),
-        None,
-    );
     // Registered before the first fork: a signal that arrives during start-up waits in the pipe.
     let mut signals = match Signals::new(signals::HANDLED) {
         Ok(s) => s,
@@ -138,6 +132,15 @@ fn run() -> u8 {
         Ok(f) => f,
         Err(e) => return early_fail(format_args!("exiting: signal handlers: {e}")),
     };
+    // A mask inherited from whoever started dinit would hold back the signals it lives on.
+    // Lifted only now that the handlers are in place: a SIGTERM that was pending (blocked)
+    // when dinit started is a shutdown request, not death by the default action.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    supervise::spawn::ignore_signals(signals::IGNORED, libc::SIGRTMIN()..=libc::SIGRTMAX());
     let child = match signals::child_signal() {
         Ok(s) => s,
         Err(e) => return early_fail(format_args!("exiting: signalfd: {}", error::errno_text(e))),

@@ -59,6 +59,12 @@ pub fn caught_flag() -> std::io::Result<std::sync::Arc<std::sync::atomic::Atomic
     Ok(flag)
 }
 
+/// Signals whose default action would end dinit although nothing asked for that: timers and
+/// I/O notices a process may send (as PID 1 the kernel drops them anyway; as a subreaper they
+/// would kill it), and the real-time signals (`SIGRTMIN..=SIGRTMAX`, added by the caller).
+/// dinit ignores them; children get the default back before exec (`spawn`).
+pub const IGNORED: [c_int; 4] = [libc::SIGALRM, libc::SIGVTALRM, libc::SIGPROF, libc::SIGIO];
+
 pub fn meaning(sig: c_int) -> Option<Meaning> {
     match sig {
         libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => Some(Meaning::Shutdown),

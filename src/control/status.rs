@@ -171,7 +171,7 @@ fn service(
         }
     });
     ServiceStatus {
-        name: s.label.to_string(),
+        name: s.def.name_text(),
         dir: s.def.dir.to_string_lossy().into_owned(),
         state,
         pid: pid.map(|p| p.as_raw() as u32),

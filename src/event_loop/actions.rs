@@ -122,6 +122,15 @@ impl Loop {
                     );
                 }
             }
+            Effect::KillAll(pids) => {
+                if std::process::id() == 1 {
+                    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+                } else {
+                    for pid in pids {
+                        let _ = kill(pid, Signal::SIGKILL);
+                    }
+                }
+            }
             Effect::Wind => {
                 self.pipes.drain_all(self.poll.registry(), &mut self.out);
                 self.control.remove();

@@ -188,6 +188,9 @@ pub enum Effect {
     Release(Pid),
     /// Everything is over: read every pipe to its end, close the control socket.
     Wind,
+    /// The drain's time is up: as PID 1, `kill(-1, SIGKILL)` (every process of the namespace);
+    /// as a subreaper, SIGKILL to these (its own descendants only).
+    KillAll(Vec<Pid>),
 }
 
 /// Named deadlines. A timer is never cancelled: its handler checks that the state it was armed
@@ -202,6 +205,8 @@ pub enum Timer {
     OrphanKill(Pid),
     OrphanScan,
     StopTimeout,
+    /// `DINIT_KILL_TIMEOUT` after every service ended (`Phase::Draining`).
+    Drained,
     /// An adoption step of `pid` has taken too long (`attempt` tells stale timers apart).
     Adoption(Pid, u32),
 }

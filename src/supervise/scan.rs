@@ -42,8 +42,13 @@ impl ServiceDef {
     pub fn check_path(&self) -> PathBuf {
         self.dir.join("check")
     }
-    /// The name for messages.
+    /// The name for messages: control characters and invalid UTF-8 escaped.
     pub fn display(&self) -> String {
+        crate::log::escaped(&self.name)
+    }
+
+    /// The name as text for the status (invalid UTF-8 as U+FFFD; JSON escapes the rest).
+    pub fn name_text(&self) -> String {
         String::from_utf8_lossy(&self.name).into_owned()
     }
 }

@@ -120,7 +120,8 @@ pub enum Act {
     Do(Effect),
     /// A process ended: the exit-code rule decides whether it counts.
     Record(Kind, Exit),
-    /// A failure that records dinit's own code (1) but is not fatal.
+    /// A `terminate` that cannot be started: dinit's own code (1), even after a shutdown
+    /// signal, but not fatal.
     Failed,
     /// dinit itself failed: code 1, and the error is the last line (`exiting: ...`).
     Fatal(String),

@@ -309,3 +309,12 @@ pub fn fixed_mmap_threshold() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
     }
 }
+
+/// Sets `sigs` and `range` to SIG_IGN in dinit itself (see `signals::IGNORED`); a signal the C
+/// library keeps for itself is refused (EINVAL), which is harmless.
+pub fn ignore_signals(sigs: impl IntoIterator<Item = i32>, range: std::ops::RangeInclusive<i32>) {
+    for sig in sigs.into_iter().chain(range) {
+        // SAFETY: SIG_IGN installs no handler code; dinit is single-threaded here.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+}

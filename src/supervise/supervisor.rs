@@ -27,6 +27,9 @@ use crate::error::Error;
 use crate::log::Level;
 use crate::signals::{self, Meaning};
 
+/// See `Next::Drained`.
+const DRAIN_SLACK: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub struct Supervisor {
     cfg: Config,
     pub services: Vec<Service>,
@@ -200,7 +203,7 @@ impl Supervisor {
             match act {
                 Act::Do(e) => out.push(e),
                 Act::Record(kind, exit) => self.record(kind, exit),
-                Act::Failed => self.exit.record(exit::DINIT_FAILED),
+                Act::Failed => self.exit.record_terminate_failure(),
                 Act::Fatal(msg) => {
                     self.exit.record(exit::DINIT_FAILED);
                     if self.first_error.is_none() {
@@ -290,6 +293,21 @@ impl Supervisor {
                 }
             }
             Timer::StopTimeout => self.stop_timeout(now, out),
+            Timer::Drained => {
+                if let Phase::Draining { .. } = self.phase {
+                    let left = self.everyone();
+                    for (pid, label) in &left {
+                        out.push(Effect::Say(
+                            Level::Warn,
+                            Msg::DrainKill(label.clone(), *pid),
+                        ));
+                    }
+                    out.push(Effect::KillAll(
+                        left.into_iter().map(|(pid, _)| pid).collect(),
+                    ));
+                    out.push(Effect::Reap);
+                }
+            }
             Timer::Adoption(pid, attempt) => {
                 let Some(Role::Adopted(_, cap)) = self.procs.get(pid).map(|p| &p.role) else {
                     return;
@@ -308,7 +326,7 @@ impl Supervisor {
                     out.push(Effect::Say(Level::Info, Msg::SignalAgain(sig)));
                 } else {
                     out.push(Effect::Say(Level::Info, Msg::SignalShutdown(sig)));
-                    self.exit.record(exit::OK);
+                    self.exit.record_signal();
                     self.begin_shutdown(now, out);
                 }
             }
@@ -343,7 +361,7 @@ impl Supervisor {
         let (op, names) = match ask {
             Ask::Shutdown => {
                 out.push(Effect::Say(Level::Info, Msg::ShutdownRequested(uid)));
-                self.exit.record(exit::OK);
+                self.exit.record_signal();
                 self.begin_shutdown(now, out);
                 return Ok(());
             }
@@ -413,21 +431,26 @@ impl Supervisor {
     /// `DINIT_STOP_TIMEOUT` passed: everything still alive gets SIGKILL, one warning each;
     /// what the killed leave behind gets the same when a scan finds it.
     fn stop_timeout(&mut self, now: Instant, out: &mut Vec<Effect>) {
-        let Phase::Stopping { since } = self.phase else {
+        let (Phase::Stopping { since } | Phase::Draining { since, .. }) = self.phase else {
             return;
         };
-        let mut victims: Vec<(Pid, String)> = self
-            .procs
-            .iter()
-            .map(|(pid, p)| (pid, self.label_of(pid, &p.role)))
-            .collect();
-        victims.sort_by_key(|v| v.0);
-        for (pid, label) in victims {
+        for (pid, label) in self.everyone() {
             out.push(Effect::Say(Level::Warn, Msg::StopTimeoutKill(label, pid)));
             out.push(Effect::Kill(pid, Signal::SIGKILL));
         }
         self.phase = Phase::Killing { since };
         self.want_scan(now, out);
+    }
+
+    /// Every process dinit waits for, with its label, by pid.
+    fn everyone(&self) -> Vec<(Pid, String)> {
+        let mut all: Vec<(Pid, String)> = self
+            .procs
+            .iter()
+            .map(|(pid, p)| (pid, self.label_of(pid, &p.role)))
+            .collect();
+        all.sort_by_key(|v| v.0);
+        all
     }
 
     /// `<service>/<stage>` or `<name>/<pid>`.
@@ -454,6 +477,9 @@ impl Supervisor {
             waiting: self
                 .procs
                 .any(|r| !(ignore && matches!(r, Role::Orphan(_)))),
+            services: self
+                .procs
+                .any(|r| matches!(r, Role::Service(..) | Role::Adopted(..))),
         };
         match shutdown::settle(&mut self.phase, &facts, now) {
             Next::Stay => {}
@@ -463,6 +489,13 @@ impl Supervisor {
             }
             Next::Scan => self.want_scan(now, out),
             Next::Reap => out.push(Effect::Reap),
+            Next::Drained => {
+                // A little after the orphans terminated as the last service ended have had
+                // their own DINIT_KILL_TIMEOUT (their SIGKILL comes first, and says so).
+                let at = now + self.cfg.kill_timeout + DRAIN_SLACK;
+                out.push(Effect::Arm(at, Timer::Drained));
+                self.want_scan(now, out);
+            }
             Next::Done => {
                 out.push(Effect::Wind);
                 if let Some(e) = self.first_error.take() {
