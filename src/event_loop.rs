@@ -89,6 +89,9 @@ pub struct Loop {
     waited: Vec<Waited>,
     /// Supervision saw an event this turn: let it settle.
     moved: bool,
+    /// Where the last stdout record of the process whose end is being told ends in stdout's
+    /// queue: its `finished` line waits for that, not for other processes' output.
+    pub finished_mark: u64,
 }
 
 impl Loop {
@@ -117,6 +120,7 @@ impl Loop {
             waited: Vec::new(),
             // The start's effects ran before the first turn: settle once.
             moved: true,
+            finished_mark: 0,
         }
     }
 
@@ -287,13 +291,18 @@ impl Loop {
 
     /// A child ended: whether it ever ran decides what its end means, so its exec status is
     /// learnt first; then its last lines are read, then supervision hears of it.
+    ///
+    /// The events this one leads to are handled before any other (see `reap`), so its
+    /// `finished` line takes the mark of this process's pipes.
     fn ended(&mut self, r: reaper::Reaped) {
+        self.finished_mark = 0;
         if let Some(io) = self.sup.procs.get(r.pid).map(|p| p.io.clone()) {
             if let Some(t) = io.exec {
                 self.settle_exec(t, true);
             }
             for t in io.pipes {
-                self.pipes.drain(t, self.poll.registry(), &mut self.out);
+                let mark = self.pipes.drain(t, self.poll.registry(), &mut self.out);
+                self.finished_mark = self.finished_mark.max(mark);
             }
         }
         self.queue.push_back(Event::Exited(r));

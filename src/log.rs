@@ -111,16 +111,6 @@ macro_rules! warn { ($out:expr, $($arg:tt)+) => { $crate::log!($out, $crate::log
 macro_rules! info { ($out:expr, $($arg:tt)+) => { $crate::log!($out, $crate::log::Level::Info, $($arg)+) }; }
 #[macro_export]
 macro_rules! debug { ($out:expr, $($arg:tt)+) => { $crate::log!($out, $crate::log::Level::Debug, $($arg)+) }; }
-/// An info line that must come after the stdout records queued before it (a `finished` line).
-#[macro_export]
-macro_rules! info_after_stdout {
-    ($out:expr, $($arg:tt)+) => {{
-        if $out.enabled($crate::log::Level::Info) {
-            $out.own_after_stdout($crate::log::Level::Info, format_args!($($arg)+));
-        }
-    }};
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

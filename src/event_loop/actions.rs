@@ -75,7 +75,8 @@ impl Loop {
             Effect::Say(level, msg) => log!(self.out, level, "{msg}"),
             Effect::SayAfterStdout(level, msg) => {
                 if self.out.enabled(level) {
-                    self.out.own_after_stdout(level, format_args!("{msg}"));
+                    let after = self.finished_mark;
+                    self.out.own_after(after, level, format_args!("{msg}"));
                 }
             }
             Effect::ReleaseLoggerInput(i) => {
