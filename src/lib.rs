@@ -104,12 +104,27 @@ pub fn main() -> ExitCode {
             _ => {}
         }
     }
-    let code = run();
+    // `dinit -- PROGRAM [ARG...]`: a main program (contract §14); other arguments are ignored
+    // (base images' `CMD ["bash"]`).
+    let main = match args.split_first() {
+        Some((dashes, argv)) if dashes == "--" => match argv.is_empty() {
+            true => {
+                output::early(
+                    Level::Error,
+                    format_args!("invalid command line: -- needs a program to run"),
+                );
+                return ExitCode::from(supervise::exit::DINIT_FAILED);
+            }
+            false => Some(argv),
+        },
+        _ => None,
+    };
+    let code = run(main);
     sink::restore_flags();
     ExitCode::from(code)
 }
 
-fn run() -> u8 {
+fn run(main: Option<&[std::ffi::OsString]>) -> u8 {
     // Before anything is opened: fds 0-2 exist, and nothing inherited leaks into services.
     let closed = sink::ensure_std_fds();
     supervise::spawn::cloexec_inherited_fds();
@@ -202,10 +217,8 @@ fn run() -> u8 {
         child,
     };
     let mut lp = Loop::new(poll, sig, out, control, Supervisor::new(cfg, now));
-    let effects = match supervise::scan::scan(&dir) {
-        Ok(scan) => lp.sup.start(scan.services, scan.error, now),
-        Err(e) => lp.sup.start(Vec::new(), Some(e), now),
-    };
+    let (defs, scan_error) = services(&dir, main, &cwd, &mut lp.out);
+    let effects = lp.sup.start(defs, scan_error, now);
     lp.io = lp
         .sup
         .services
@@ -229,6 +242,38 @@ fn run() -> u8 {
             supervise::exit::INTERNAL
         }
     }
+}
+
+/// The services to start: `dir`'s, and the main program's when there is one (then `dir` may
+/// be missing; a service of its own named `main` gives way, with a warning).
+fn services(
+    dir: &std::path::Path,
+    main: Option<&[std::ffi::OsString]>,
+    cwd: &std::path::Path,
+    out: &mut Output,
+) -> (Vec<supervise::scan::ServiceDef>, Option<error::Error>) {
+    use supervise::scan::{MAIN, MainProgram, ServiceDef};
+    let main = main.and_then(|argv| {
+        let terminal = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+        MainProgram::new(argv, std::env::var_os("PATH").as_deref(), terminal)
+    });
+    let (mut defs, scan_error) = match (supervise::scan::scan(dir), &main) {
+        (Ok(scan), _) => (scan.services, scan.error),
+        (Err(e), Some(_)) if e.errno == nix::errno::Errno::ENOENT => (Vec::new(), None),
+        (Err(e), _) => (Vec::new(), Some(e)),
+    };
+    if let Some(main) = main {
+        if let Some(i) = defs.iter().position(|d| d.name == MAIN.as_bytes()) {
+            warn!(
+                out,
+                "{}/{MAIN}: not starting: the name is the main program's (dinit --)",
+                dir.display()
+            );
+            defs.remove(i);
+        }
+        defs.push(ServiceDef::main_program(main, cwd));
+    }
+    (defs, scan_error)
 }
 
 fn early_fail(msg: std::fmt::Arguments<'_>) -> u8 {

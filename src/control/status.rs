@@ -172,7 +172,11 @@ fn service(
     });
     ServiceStatus {
         name: s.def.name_text(),
-        dir: s.def.dir.to_string_lossy().into_owned(),
+        // The main program has no service directory (and no `check` to run).
+        dir: match s.def.main {
+            Some(_) => String::new(),
+            None => s.def.dir.to_string_lossy().into_owned(),
+        },
         state,
         pid: pid.map(|p| p.as_raw() as u32),
         since: stamp(since),

@@ -159,11 +159,19 @@ impl Loop {
     fn spawn_program(&mut self, svc: usize, program: Program) -> Result<(Pid, Io), SpawnError> {
         let def = self.sup.services[svc].def.clone();
         let io = &mut self.io[svc];
-        let (path, cwd) = match program {
-            Program::Log => (def.log_run_path(), def.log_dir()),
-            Program::Run => (def.run_path(), def.dir.clone()),
-            Program::Finish(_) => (def.finish_path(), def.dir.clone()),
-            Program::Term(_) => (def.terminate_path(), def.dir.clone()),
+        let main = def.main.as_ref();
+        let (path, cwd) = match (program, main) {
+            // The main program has no directory of its own: no finish, no terminate.
+            (Program::Finish(_) | Program::Term(_) | Program::Log, Some(_)) => {
+                return Err(SpawnError::Absent);
+            }
+            (Program::Run, Some(m)) => {
+                (m.path.clone().map_err(SpawnError::Failed)?, def.dir.clone())
+            }
+            (Program::Log, None) => (def.log_run_path(), def.log_dir()),
+            (Program::Run, None) => (def.run_path(), def.dir.clone()),
+            (Program::Finish(_), None) => (def.finish_path(), def.dir.clone()),
+            (Program::Term(_), None) => (def.terminate_path(), def.dir.clone()),
         };
         if matches!(program, Program::Finish(_) | Program::Term(_)) && !spawn::exists(&path) {
             // A missing `terminate` or `finish` is not started at all, which spares a fork.
@@ -171,6 +179,14 @@ impl Loop {
         }
         let mut stdin = Input::Null;
         let mut stdout = StdoutTo::Pipe;
+        if let Some(m) = main {
+            // The main program reads dinit's stdin (as under tini); with a terminal it gets
+            // dinit's stdout and stderr too, and the foreground.
+            stdin = Input::Inherit;
+            if m.terminal {
+                stdout = StdoutTo::Terminal;
+            }
+        }
         if program == Program::Run && def.has_logger {
             if io.logger.as_ref().is_none_or(|p| p.write.is_none()) {
                 let (read, write) = spawn::pipe().map_err(SpawnError::LoggerPipe)?;
@@ -193,9 +209,10 @@ impl Loop {
             };
         }
         let (args, env) = match program {
-            Program::Finish(exit) => (exit.finish_args().to_vec(), vec![]),
+            Program::Finish(exit) => (exit.finish_args().map(Into::into).to_vec(), vec![]),
             Program::Term(pid) => (vec![], vec![("DINIT_PID", pid.to_string())]),
-            _ => (vec![], vec![]),
+            Program::Run => (main.map(|m| m.args.clone()).unwrap_or_default(), vec![]),
+            Program::Log => (vec![], vec![]),
         };
         let (out_src, err_src) = match program {
             Program::Run => (io.src_run.clone(), io.src_run.clone()),
@@ -208,6 +225,7 @@ impl Loop {
         let counts = io.counts.clone();
         let child = spawn::spawn(Spec {
             program: &path,
+            argv0: main.map(|m| m.name.as_os_str()),
             args: &args,
             cwd: &cwd,
             stdin,
@@ -219,7 +237,7 @@ impl Loop {
         let mut pipes = Vec::with_capacity(2);
         for (fd, stream, src, n) in [
             (child.stdout, Stream::Stdout, out_src, 0),
-            (Some(child.stderr), Stream::Stderr, err_src, 1),
+            (child.stderr, Stream::Stderr, err_src, 1),
         ] {
             if let Some(fd) = fd {
                 pipes.extend(self.watch(fd, stream, src, counts[n].clone(), &label));

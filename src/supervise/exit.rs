@@ -26,6 +26,14 @@ impl Exit {
         }
     }
 
+    /// As a shell reports it: the exit code, or 128 + N for death by signal N.
+    pub fn shell_code(self) -> u8 {
+        match self {
+            Exit::Code(c) => c as u8,
+            Exit::Signal(s) => (128 + s) as u8,
+        }
+    }
+
     /// runit's `finish` arguments: exit code or -1, and signal number or 0.
     pub fn finish_args(self) -> [String; 2] {
         match self {
@@ -88,9 +96,16 @@ enum Recorded {
     /// for).
     Signal,
     Code(u8),
+    /// The main program's end stopped the container: its code, whatever else happened.
+    Main(u8),
 }
 
 impl ExitCode {
+    /// The main program's end stopped the container (contract §14): its code wins.
+    pub fn record_main(&mut self, code: u8) {
+        self.recorded = Recorded::Main(code);
+    }
+
     pub fn record(&mut self, code: u8) {
         if self.recorded == Recorded::Nothing {
             self.recorded = Recorded::Code(code);
@@ -116,7 +131,7 @@ impl ExitCode {
 
     pub fn get(&self) -> u8 {
         match self.recorded {
-            Recorded::Code(c) => c,
+            Recorded::Code(c) | Recorded::Main(c) => c,
             Recorded::Nothing | Recorded::Signal => OK,
         }
     }
@@ -131,6 +146,17 @@ mod tests {
         assert_eq!(Exit::Code(0).to_string(), "with status 0");
         assert_eq!(Exit::Code(115).to_string(), "and disabled itself");
         assert_eq!(Exit::Signal(15).to_string(), "with signal 15");
+    }
+
+    #[test]
+    fn shell_codes() {
+        assert_eq!(Exit::Code(42).shell_code(), 42);
+        assert_eq!(Exit::Signal(15).shell_code(), 143);
+        let mut c = ExitCode::default();
+        c.record(1);
+        c.record_main(42);
+        c.record(3);
+        assert_eq!(c.get(), 42, "the main program's code wins");
     }
 
     #[test]

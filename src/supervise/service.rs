@@ -125,6 +125,9 @@ pub enum Act {
     Failed,
     /// dinit itself failed: code 1, and the error is the last line (`exiting: ...`).
     Fatal(String),
+    /// The main program's end stops the container: dinit exits with this code, whatever the
+    /// services' (contract §14).
+    MainExit(u8),
     /// Stop the container.
     Shutdown,
 }
@@ -277,6 +280,10 @@ impl Service {
             Err(SpawnError::LoggerPipe(e)) => {
                 format!("{}/log: pipe: {}", self.label, crate::error::errno_text(e))
             }
+            Err(SpawnError::Failed(e)) if self.def.main.is_some() => {
+                self.main_failed(e, cx, acts);
+                return;
+            }
             Err(SpawnError::Failed(e)) => Error::path(None, self.def.run_path(), e).to_string(),
             Err(SpawnError::Absent) => {
                 Error::path(None, self.def.run_path(), Errno::ENOENT).to_string()
@@ -323,6 +330,7 @@ impl Service {
             Err(e) => e,
         };
         match stage {
+            Stage::Run if self.def.main.is_some() => self.main_failed(e, cx, acts),
             Stage::Run => {
                 self.run = Run::Down {
                     why: Down::Failed,
@@ -359,7 +367,9 @@ impl Service {
                 }
                 // When this end stops the container, it is said at the default level, so that
                 // `docker logs` shows why (contract §6); otherwise it is an info line.
-                if after == After::Natural && !cx.stopping && exit != Exit::Code(DISABLED) {
+                // (The main program's end is how a tini-style container ends: not a warning.)
+                let stops = after == After::Natural && !cx.stopping;
+                if stops && exit != Exit::Code(DISABLED) && self.def.main.is_none() {
                     say_after_stdout(
                         acts,
                         Level::Warn,
@@ -372,8 +382,11 @@ impl Service {
                         Msg::Finished(self.label.clone(), Stage::Run, pid, exit),
                     );
                 }
-                // A stop an operator asked for is not a failure.
-                if after == After::Natural {
+                // A stop an operator asked for is not a failure; the main program's end that
+                // stops the container gives dinit its exit code.
+                if stops && self.def.main.is_some() {
+                    acts.push(Act::MainExit(exit.shell_code()));
+                } else if after == After::Natural {
                     acts.push(Act::Record(Kind::Program, exit));
                 }
                 self.last_exit = Some(exit);
@@ -514,11 +527,29 @@ impl Service {
                 if !matches!(self.log, Log::Running { .. }) {
                     acts.push(Act::Do(Effect::CloseLoggerPipe(self.index)));
                 }
-                if exit != Exit::Code(DISABLED) {
+                // 115 disables a service; the main program's end always ends the container.
+                if exit != Exit::Code(DISABLED) || self.def.main.is_some() {
                     acts.push(Act::Shutdown);
                 }
             }
         }
+    }
+
+    /// The main program could not be started: the container ends with the shell's code for it
+    /// (127: not found, 126: not executable).
+    fn main_failed(&mut self, e: Errno, cx: &Ctx, acts: &mut Vec<Act>) {
+        let Some(main) = &self.def.main else { return };
+        self.run = Run::Down {
+            why: Down::Failed,
+            since: cx.now,
+        };
+        let name = crate::log::Escape(main.name.as_encoded_bytes());
+        let msg = format!("{}: {name}: {}", self.label, crate::error::errno_text(e));
+        acts.push(Act::Fatal(msg));
+        acts.push(Act::MainExit(super::scan::MainProgram::exec_failure_code(
+            e,
+        )));
+        acts.push(Act::Shutdown);
     }
 
     /// Stops `run` (alive as `pid`): its `terminate` script, else SIGTERM.

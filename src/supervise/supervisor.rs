@@ -204,6 +204,7 @@ impl Supervisor {
                 Act::Do(e) => out.push(e),
                 Act::Record(kind, exit) => self.record(kind, exit),
                 Act::Failed => self.exit.record_terminate_failure(),
+                Act::MainExit(code) => self.exit.record_main(code),
                 Act::Fatal(msg) => {
                     self.exit.record(exit::DINIT_FAILED);
                     if self.first_error.is_none() {

@@ -26,6 +26,7 @@ fn def(down: bool, has_logger: bool) -> ServiceDef {
         dir: PathBuf::from("/s/web"),
         has_logger,
         down,
+        main: None,
     }
 }
 
@@ -59,6 +60,7 @@ fn show(acts: &[Act]) -> Vec<String> {
             Act::Record(k, e) => format!("record {k:?} {e}"),
             Act::Failed => "failed".into(),
             Act::Fatal(m) => format!("fatal {m}"),
+            Act::MainExit(c) => format!("main-exit {c}"),
             Act::Shutdown => "shutdown".into(),
         })
         .collect()
@@ -1040,4 +1042,101 @@ fn requests_against_states() {
     );
     assert_eq!(decide(&sig, finishing(A::Natural)), D::Nothing);
     assert_eq!(decide(&Op::Up, Run::Starting { since: T }), D::Nothing);
+}
+
+/// The main program (`dinit -- PROGRAM`): its end always ends the container with its code
+/// (115 included, and signals as 128 + N), an info line rather than §6's warning; while dinit
+/// stops for another reason its end follows §7; a program that cannot be started gives 127 or
+/// 126 as a shell would.
+#[test]
+fn main_program() {
+    use crate::supervise::scan::MainProgram;
+    let main = |path| {
+        let m = MainProgram {
+            name: "prog".into(),
+            path,
+            args: vec![],
+            terminal: false,
+        };
+        let mut s = Service::new(0, ServiceDef::main_program(m, std::path::Path::new("/")), T);
+        s.label = "main".into();
+        s
+    };
+    let running = |s: &mut Service| {
+        s.run = Run::Running {
+            pid: pid(7),
+            since: T,
+            after: After::Natural,
+        }
+    };
+    let mut s = main(Ok(PathBuf::from("/bin/prog")));
+    running(&mut s);
+    let mut acts = Vec::new();
+    s.on(
+        Ev::Ended(Stage::Run, pid(7), Exit::Code(115)),
+        &cx(false),
+        &mut acts,
+    );
+    assert_eq!(
+        show(&acts),
+        [
+            "info> main/run: PID 7 finished and disabled itself",
+            "main-exit 115",
+            "spawn finish and disabled itself"
+        ]
+    );
+    acts.clear();
+    s.on(
+        Ev::Spawned(Program::Finish(Exit::Code(115)), Err(SpawnError::Absent)),
+        &cx(false),
+        &mut acts,
+    );
+    assert_eq!(show(&acts), ["release-input", "close-pipe", "shutdown"]);
+
+    running(&mut s);
+    acts.clear();
+    s.on(
+        Ev::Ended(Stage::Run, pid(7), Exit::Signal(15)),
+        &cx(false),
+        &mut acts,
+    );
+    assert_eq!(show(&acts)[1], "main-exit 143");
+    running(&mut s);
+    acts.clear();
+    s.on(
+        Ev::Ended(Stage::Run, pid(7), Exit::Code(1)),
+        &cx(true),
+        &mut acts,
+    );
+    assert_eq!(
+        show(&acts)[1],
+        "record Program with status 1",
+        "stopped for another reason: §7"
+    );
+
+    for (e, code, text) in [
+        (Errno::ENOENT, "127", "no such file or directory"),
+        (Errno::EACCES, "126", "permission denied"),
+    ] {
+        let mut s = main(Err(e));
+        s.run = Run::Starting { since: T };
+        let mut acts = Vec::new();
+        s.on(
+            Ev::Spawned(Program::Run, Err(SpawnError::Failed(e))),
+            &cx(false),
+            &mut acts,
+        );
+        assert_eq!(
+            show(&acts),
+            [
+                format!("fatal main: prog: {text}"),
+                format!("main-exit {code}"),
+                "shutdown".to_owned()
+            ]
+        );
+        running(&mut s);
+        acts.clear();
+        s.on(Ev::Exec(Stage::Run, pid(7), Err(e)), &cx(false), &mut acts);
+        assert_eq!(show(&acts)[1], format!("main-exit {code}"));
+    }
 }
