@@ -65,6 +65,8 @@ pub struct Config {
     pub stop_timeout: Option<Duration>,
     pub check_timeout: Duration,
     pub control_socket: ControlSocket,
+    /// `DINIT_MAIN_EXIT_ZERO`: the main program's exit codes that count as 0 (tini's `-e`).
+    pub main_exit_zero: Vec<u8>,
 }
 
 /// An invalid value: its `Display` is the user's error line (without the `dinit: error:` part).
@@ -167,6 +169,21 @@ impl Config {
             Some(v) => parse_seconds(&v)
                 .ok_or_else(|| invalid("check timeout", "DINIT_CHECK_TIMEOUT", &v, SECONDS))?,
         };
+        let main_exit_zero = match get("DINIT_MAIN_EXIT_ZERO") {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(|c| c.trim().parse::<u8>().ok())
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| {
+                    invalid(
+                        "main exit codes",
+                        "DINIT_MAIN_EXIT_ZERO",
+                        &v,
+                        "a comma-separated list of exit codes (0 to 255)",
+                    )
+                })?,
+        };
         let control_socket = control_socket(get("DINIT_CONTROL_SOCKET").as_deref());
         let dir = cwd.join(get("DINIT_DIR").unwrap_or_else(|| DEFAULT_DIR.to_owned()));
         Ok(Config {
@@ -178,6 +195,7 @@ impl Config {
             stop_timeout,
             check_timeout,
             control_socket,
+            main_exit_zero,
         })
     }
 }
@@ -497,6 +515,23 @@ mod tests {
         assert_eq!(secs("99999999999999999999999"), None);
         assert_eq!(secs("9223372037.5"), None);
         assert_eq!(secs("0x7fffffffffffffff"), None);
+    }
+
+    #[test]
+    fn main_exit_zero() {
+        assert_eq!(
+            cfg(&[("DINIT_MAIN_EXIT_ZERO", "143, 130")])
+                .unwrap()
+                .main_exit_zero,
+            [143, 130]
+        );
+        assert!(cfg(&[]).unwrap().main_exit_zero.is_empty());
+        for bad in ["256", "x", "1,,2", "-1"] {
+            let e = cfg(&[("DINIT_MAIN_EXIT_ZERO", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("invalid main exit codes "), "{e}");
+        }
     }
 
     #[test]

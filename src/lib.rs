@@ -46,6 +46,9 @@ const HELP: &str = "\
 dinit: a container init (PID 1) for runit-style service directories.
 
 usage: dinit            run every <DINIT_DIR>/<service>/run (arguments are ignored)
+       dinit -- PROGRAM [ARG...]
+                        the same, and PROGRAM as the service `main`: its end ends the
+                        container with its exit code (tini's use)
        dinit --version  print the version
        dinit --help     print this text
 
@@ -66,6 +69,7 @@ Configuration is read from the environment:
   DINIT_REPARENTING_POLICY  terminate (default), adopt or ignore
   DINIT_CONTROL_SOCKET      control socket: a path (default /run/dinit/control.sock), @name, none
   DINIT_CHECK_TIMEOUT       seconds a check script may take in `dinit check` (default 5)
+  DINIT_MAIN_EXIT_ZERO      exit codes of the main program that count as 0, e.g. 143 (tini's -e)
 ";
 
 /// The whole program: `main.rs` calls only this.

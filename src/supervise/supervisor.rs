@@ -204,6 +204,10 @@ impl Supervisor {
                 Act::Do(e) => out.push(e),
                 Act::Record(kind, exit) => self.record(kind, exit),
                 Act::Failed => self.exit.record_terminate_failure(),
+                // tini's `-e`: codes the main program ends with that mean all is well.
+                Act::MainExit(code) if self.cfg.main_exit_zero.contains(&code) => {
+                    self.exit.record_main(exit::OK)
+                }
                 Act::MainExit(code) => self.exit.record_main(code),
                 Act::Fatal(msg) => {
                     self.exit.record(exit::DINIT_FAILED);
