@@ -64,6 +64,9 @@ pub struct Config {
     /// `None`: no limit (the default `0`).
     pub stop_timeout: Option<Duration>,
     pub check_timeout: Duration,
+    /// `DINIT_CHECK_INTERVAL`: how often dinit runs a service's `check` for readiness
+    /// (`None`: `0`, never).
+    pub check_interval: Option<Duration>,
     pub control_socket: ControlSocket,
     /// `DINIT_MAIN_EXIT_ZERO`: the main program's exit codes that count as 0 (tini's `-e`).
     pub main_exit_zero: Vec<u8>,
@@ -169,6 +172,15 @@ impl Config {
             Some(v) => parse_seconds(&v)
                 .ok_or_else(|| invalid("check timeout", "DINIT_CHECK_TIMEOUT", &v, SECONDS))?,
         };
+        let check_interval = match get("DINIT_CHECK_INTERVAL") {
+            None => Some(Duration::from_secs(5)),
+            Some(v) => {
+                let d = parse_seconds(&v).ok_or_else(|| {
+                    invalid("check interval", "DINIT_CHECK_INTERVAL", &v, SECONDS)
+                })?;
+                (!d.is_zero()).then_some(d)
+            }
+        };
         let main_exit_zero = match get("DINIT_MAIN_EXIT_ZERO") {
             None => Vec::new(),
             Some(v) => v
@@ -194,6 +206,7 @@ impl Config {
             policy,
             stop_timeout,
             check_timeout,
+            check_interval,
             control_socket,
             main_exit_zero,
         })

@@ -78,6 +78,8 @@ pub struct Loop {
     pub timers: Timers<Timer>,
     /// Exec-status pipes being watched: token -> (pid, read end).
     pub exec: HashMap<Token, (Pid, OwnedFd)>,
+    /// `run`s' notification pipes (s6's `notification-fd`): token -> (service, pid, read end).
+    pub notify: HashMap<Token, (usize, Pid, OwnedFd)>,
     /// Per service: its logger pipe, record sources and line counts.
     pub io: Vec<ServiceIo>,
     pub tracer: Tracer,
@@ -111,6 +113,7 @@ impl Loop {
             control,
             timers: Timers::default(),
             exec: HashMap::new(),
+            notify: HashMap::new(),
             io: Vec::new(),
             tracer: Tracer::default(),
             naming: Naming::new(Instant::now()),
@@ -251,6 +254,8 @@ impl Loop {
         }
         if self.exec.contains_key(&token) {
             self.settle_exec(token, false);
+        } else if self.notify.contains_key(&token) {
+            self.notify_ready(token);
         } else if self.control.owns(token) {
             self.control_ready(token);
         }

@@ -25,6 +25,39 @@ pub struct ServiceDef {
     pub down: bool,
     /// Not a directory's `run` but the main program of `dinit -- PROGRAM ARG...`.
     pub main: Option<MainProgram>,
+    /// How dinit learns that `run` is ready (contract §15).
+    pub readiness: Readiness,
+}
+
+/// How a service tells that it is ready (contract §15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// As soon as `run` has been executed.
+    Executed,
+    /// s6's `notification-fd`: `run` gets the write end of a pipe as this fd and writes a
+    /// newline when it is ready.
+    Notify(i32),
+    /// runit's `check`: ready when its last run exited 0.
+    Check,
+}
+
+impl Readiness {
+    /// `notification-fd` (a number from 3 to 255) wins over an executable `check`. A file that
+    /// does not hold such a number is ignored, as s6-supervise refuses it.
+    pub fn of(dir: &Path) -> Readiness {
+        use std::os::unix::fs::PermissionsExt;
+        let fd = std::fs::read_to_string(dir.join("notification-fd"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .filter(|n| (3..=255).contains(n));
+        if let Some(n) = fd {
+            return Readiness::Notify(n);
+        }
+        match std::fs::metadata(dir.join("check")) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Readiness::Check,
+            _ => Readiness::Executed,
+        }
+    }
 }
 
 /// The main program (contract §14): the service `main`, whose end ends the container with its
@@ -117,6 +150,7 @@ impl ServiceDef {
             has_logger: false,
             down: false,
             main: Some(main),
+            readiness: Readiness::Executed,
         }
     }
 
@@ -164,12 +198,14 @@ pub fn scan(dir: &Path) -> Result<Scan, Error> {
                 // runit's rule: `stat("down")`, through symlinks, so a link to a flag file that
                 // does not exist (yet) leaves the service up.
                 let down = std::fs::metadata(path.join("down")).is_ok();
+                let readiness = Readiness::of(&path);
                 services.push(ServiceDef {
                     name: name.into_vec(),
                     dir: path,
                     has_logger,
                     down,
                     main: None,
+                    readiness,
                 });
             }
             Ok(_) => {}

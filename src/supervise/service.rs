@@ -19,6 +19,7 @@ use nix::unistd::Pid;
 use super::events::{Effect, Op, Program, SpawnError, Stage, Timer};
 
 mod logger;
+mod readiness;
 mod requests;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ use super::messages::{Label, Msg};
 use super::scan::ServiceDef;
 use crate::error::Error;
 use crate::log::Level;
+pub use readiness::{Checking, Ready};
 pub use requests::{Decision, decide};
 
 /// How long a logger's end waits for its `run` to end too before it stops the container.
@@ -108,6 +110,12 @@ pub enum Ev {
     Ended(Stage, Pid, Exit),
     FinishKill(Pid),
     LoggerGrace,
+    /// `run` (this pid) wrote a newline to its notification fd.
+    Notified(Pid),
+    /// The next readiness check is due.
+    CheckDue,
+    /// The check (this pid) has run for `DINIT_CHECK_TIMEOUT`.
+    CheckKill(Pid),
     /// dinit's shutdown began.
     Stop,
     /// An operator's request; `uid` asked.
@@ -140,6 +148,9 @@ pub struct Ctx {
     /// dinit's shutdown is under way.
     pub stopping: bool,
     pub kill_timeout: Duration,
+    /// `DINIT_CHECK_INTERVAL` (`None`: periodic checks off) and `DINIT_CHECK_TIMEOUT`.
+    pub check_interval: Option<Duration>,
+    pub check_timeout: Duration,
 }
 
 pub struct Service {
@@ -151,6 +162,11 @@ pub struct Service {
     pub log: Log,
     /// How `run` ended last time.
     pub last_exit: Option<Exit>,
+    /// Whether `run` is ready, and dinit's own `check` run (contract §15).
+    pub ready: Ready,
+    pub check: Checking,
+    /// How many times `run` was started (a counter for metrics: never goes back).
+    pub starts: u64,
 }
 
 fn say(acts: &mut Vec<Act>, level: Level, msg: Msg) {
@@ -173,6 +189,9 @@ impl Service {
             },
             log: Log::None,
             last_exit: None,
+            ready: Ready::No,
+            check: Checking::Idle,
+            starts: 0,
         }
     }
 
@@ -203,6 +222,10 @@ impl Service {
             Ev::Spawned(Program::Log, r) => self.log_spawned(r, cx, acts),
             Ev::Spawned(Program::Finish(_), r) => self.finish_spawned(r, cx, acts),
             Ev::Spawned(Program::Term(pid), r) => self.term_spawned(pid, r, acts),
+            Ev::Spawned(Program::Check(_), r) => self.check_spawned(r, cx, acts),
+            Ev::Notified(pid) => self.notified(pid, cx),
+            Ev::CheckDue => self.check_due(cx, acts),
+            Ev::CheckKill(pid) => self.check_kill(pid, acts),
             Ev::Exec(stage, pid, r) => self.exec(stage, pid, r, cx, acts),
             Ev::Ended(stage, pid, exit) => self.ended(stage, pid, exit, cx, acts),
             Ev::FinishKill(pid) => {
@@ -266,6 +289,7 @@ impl Service {
         }
         let e = match r {
             Ok(pid) => {
+                self.starts += 1;
                 self.run = Run::Running {
                     pid,
                     since: cx.now,
@@ -311,6 +335,8 @@ impl Service {
             Stage::Finish => matches!(self.run, Run::Finishing { pid: Some(p), .. } if p == pid),
             // A `terminate` script has no state of its own: it is whoever the proctab says.
             Stage::Term => true,
+            // A check that cannot run ends with 127: its end says it.
+            Stage::Check => return,
         };
         if !current {
             return;
@@ -324,6 +350,7 @@ impl Service {
                 );
                 if stage == Stage::Run {
                     self.start_logger(acts);
+                    self.executed(cx, acts);
                 }
                 return;
             }
@@ -353,6 +380,7 @@ impl Service {
             Stage::Term => {
                 self.term_failed(Error::path(None, self.def.terminate_path(), e), acts);
             }
+            Stage::Check => {}
         }
     }
 
@@ -365,6 +393,7 @@ impl Service {
                 if p != pid {
                     return;
                 }
+                self.ready = Ready::No;
                 // When this end stops the container, it is said at the default level, so that
                 // `docker logs` shows why (contract §6); otherwise it is an info line.
                 // (The main program's end is how a tini-style container ends: not a warning.)
@@ -451,6 +480,7 @@ impl Service {
                 );
                 acts.push(Act::Record(Kind::Terminate, exit));
             }
+            Stage::Check => self.check_ended(pid, exit, cx, acts),
         }
     }
 

@@ -36,6 +36,8 @@ pub enum StdoutTo {
     /// dinit's own stdout and stderr, and the terminal's foreground process group (the main
     /// program when dinit's stdin is a terminal: `docker run -it`, as under tini).
     Terminal,
+    /// `/dev/null`; stderr a new pipe (a `check` script, as runit runs it).
+    Null,
 }
 
 pub struct Child {
@@ -50,6 +52,8 @@ pub struct Spec<'a> {
     pub program: &'a Path,
     /// argv[0], when it is not `program` (the main program as it was named).
     pub argv0: Option<&'a OsStr>,
+    /// One more fd the child gets, at this number (s6's notification fd).
+    pub extra: Option<(OwnedFd, RawFd)>,
     pub args: &'a [std::ffi::OsString],
     pub cwd: &'a Path,
     pub stdin: Input,
@@ -164,6 +168,15 @@ pub fn spawn(spec: Spec<'_>) -> Result<Child, Errno> {
             (None, Some(w), Some(er), Some(ew))
         }
         StdoutTo::Terminal => (None, None, None, None),
+        StdoutTo::Null => {
+            let null = nix::fcntl::open(
+                "/dev/null",
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )?;
+            let (er, ew) = pipe()?;
+            (None, Some(null), Some(er), Some(ew))
+        }
     };
     let (status_r, status_w) = pipe()?;
 
@@ -190,6 +203,7 @@ pub fn spawn(spec: Spec<'_>) -> Result<Child, Errno> {
             let child = ChildSetup {
                 fds,
                 foreground,
+                extra: spec.extra.as_ref().map(|(fd, n)| (fd.as_raw_fd(), *n)),
                 status: status_w.as_raw_fd(),
             };
             // SAFETY: see above; this function never returns.
@@ -214,6 +228,8 @@ struct ChildSetup {
     fds: [RawFd; 3],
     /// A process group of its own, and the terminal's foreground.
     foreground: bool,
+    /// One more fd: (source, its number in the child).
+    extra: Option<(RawFd, RawFd)>,
     status: RawFd,
 }
 
@@ -229,7 +245,7 @@ unsafe fn exec_child(
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
 ) -> ! {
-    let (fds, status) = (setup.fds, setup.status);
+    let (fds, mut status) = (setup.fds, setup.status);
     // SAFETY: raw syscalls on fds and memory owned by this (child) process.
     unsafe {
         if setup.foreground {
@@ -253,8 +269,27 @@ unsafe fn exec_child(
         // The sources are >= 3 (fds 0-2 of dinit are always open), or the target itself where
         // dinit's own fd is inherited (dup2 onto itself does nothing), so no dup2 clobbers
         // another source; dup2 clears close-on-exec on the target.
+        if setup.extra.is_some() {
+            // The extra fd's number (3..=255) must not land on the exec-status pipe: move that
+            // above it first.
+            let moved = libc::fcntl(status, libc::F_DUPFD_CLOEXEC, 256);
+            if moved >= 0 {
+                status = moved;
+            }
+        }
         for (target, src) in fds.iter().enumerate() {
             if libc::dup2(*src, target as RawFd) < 0 {
+                fail(status);
+            }
+        }
+        // After 0-2: their sources are not needed any more, so this may land on one of them.
+        if let Some((src, n)) = setup.extra {
+            let r = if src == n {
+                libc::fcntl(n, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(src, n)
+            };
+            if r < 0 {
                 fail(status);
             }
         }

@@ -172,6 +172,7 @@ impl Supervisor {
                 out.push(Effect::Reply(from, reply));
             }
             Event::Scanned(scan) => self.scanned(scan, now, &mut out),
+            Event::Notified { svc, pid } => self.service(svc, Ev::Notified(pid), now, &mut out),
             Event::Settle => self.settle(now, &mut out),
         }
         out
@@ -183,6 +184,8 @@ impl Supervisor {
             mono: now,
             stopping: self.stopping(),
             kill_timeout: self.cfg.kill_timeout,
+            check_interval: self.cfg.check_interval,
+            check_timeout: self.cfg.check_timeout,
         }
     }
 
@@ -285,6 +288,8 @@ impl Supervisor {
     fn timer(&mut self, t: Timer, now: Instant, out: &mut Vec<Effect>) {
         match t {
             Timer::LoggerGrace(i) => self.service(i, Ev::LoggerGrace, now, out),
+            Timer::Check(i) => self.service(i, Ev::CheckDue, now, out),
+            Timer::CheckKill(i, pid) => self.service(i, Ev::CheckKill(pid), now, out),
             Timer::FinishKill(i, pid) => self.service(i, Ev::FinishKill(pid), now, out),
             Timer::OrphanKill(pid) => {
                 if let Some(Role::Orphan(o)) = self.procs.get(pid).map(|p| &p.role) {

@@ -27,6 +27,7 @@ fn def(down: bool, has_logger: bool) -> ServiceDef {
         has_logger,
         down,
         main: None,
+        readiness: crate::supervise::scan::Readiness::Executed,
     }
 }
 
@@ -36,6 +37,8 @@ fn cx(stopping: bool) -> Ctx {
         mono: Instant::now(),
         stopping,
         kill_timeout: Duration::from_secs(30),
+        check_interval: Some(Duration::from_secs(5)),
+        check_timeout: Duration::from_secs(5),
     }
 }
 
@@ -48,6 +51,7 @@ fn show(acts: &[Act]) -> Vec<String> {
                 Program::Log => "spawn log".into(),
                 Program::Finish(e) => format!("spawn finish {e}"),
                 Program::Term(p) => format!("spawn term {p}"),
+                Program::Check(p) => format!("spawn check {p}"),
             },
             Act::Do(Effect::Kill(p, s)) => format!("kill {p} {}", s.as_str()),
             Act::Do(Effect::Terminate(p)) => format!("terminate {p}"),
@@ -1139,4 +1143,120 @@ fn main_program() {
         s.on(Ev::Exec(Stage::Run, pid(7), Err(e)), &cx(false), &mut acts);
         assert_eq!(show(&acts)[1], format!("main-exit {code}"));
     }
+}
+
+/// Readiness over its table: the three ways (executed, notification, check), the check's own
+/// life (never two at once, killed at its timeout, again after the interval), and `run`'s end.
+#[test]
+fn readiness() {
+    use crate::supervise::scan::Readiness;
+    let with = |readiness| {
+        let mut d = def(false, false);
+        d.readiness = readiness;
+        let mut s = Service::new(0, d, T);
+        s.run = Run::Running {
+            pid: pid(7),
+            since: T,
+            after: After::Natural,
+        };
+        s
+    };
+    let on = |s: &mut Service, ev: Ev| {
+        let mut acts = Vec::new();
+        s.on(ev, &cx(false), &mut acts);
+        show(&acts)
+    };
+    let exec = || Ev::Exec(Stage::Run, pid(7), Ok(()));
+    let yes = Ready::Yes { since: T };
+
+    // executed: ready with the exec, not before, not after the end
+    let mut s = with(Readiness::Executed);
+    assert_eq!(s.ready, Ready::No);
+    on(&mut s, exec());
+    assert_eq!(s.ready, yes);
+    on(&mut s, Ev::Ended(Stage::Run, pid(7), Exit::Code(0)));
+    assert_eq!(s.ready, Ready::No);
+
+    // notification fd: the newline decides; from an earlier run it does not count
+    let mut s = with(Readiness::Notify(3));
+    on(&mut s, exec());
+    assert_eq!(s.ready, Ready::No);
+    on(&mut s, Ev::Notified(pid(99)));
+    assert_eq!(s.ready, Ready::No, "a stale run's notification");
+    on(&mut s, Ev::Notified(pid(7)));
+    assert_eq!(s.ready, yes);
+
+    // check: started with the exec, one at a time, its exit decides, again after the interval
+    let mut s = with(Readiness::Check);
+    assert_eq!(
+        on(&mut s, exec()),
+        ["info web/run: running with PID 7", "spawn check 7"]
+    );
+    assert_eq!(s.check, Checking::Starting);
+    assert_eq!(
+        on(&mut s, Ev::CheckDue),
+        Vec::<String>::new(),
+        "never two at once"
+    );
+    assert_eq!(
+        on(&mut s, Ev::Spawned(Program::Check(pid(7)), Ok(pid(20)))),
+        ["arm CheckKill(0, Pid(20))"]
+    );
+    assert_eq!(
+        on(&mut s, Ev::Ended(Stage::Check, pid(20), Exit::Code(1))),
+        [
+            "debug web/check: PID 20 finished with status 1",
+            "arm Check(0)"
+        ]
+    );
+    assert_eq!((s.ready, s.check), (Ready::No, Checking::Idle));
+    assert_eq!(on(&mut s, Ev::CheckDue), ["spawn check 7"]);
+    on(&mut s, Ev::Spawned(Program::Check(pid(7)), Ok(pid(21))));
+    assert_eq!(
+        on(&mut s, Ev::CheckKill(pid(21))),
+        [
+            "debug web/check: sending SIGKILL to PID 21",
+            "kill 21 SIGKILL"
+        ]
+    );
+    assert_eq!(
+        on(&mut s, Ev::CheckKill(pid(20))),
+        Vec::<String>::new(),
+        "stale"
+    );
+    on(&mut s, Ev::Ended(Stage::Check, pid(21), Exit::Code(0)));
+    assert_eq!(s.ready, yes);
+    on(&mut s, Ev::CheckDue);
+    on(&mut s, Ev::Spawned(Program::Check(pid(7)), Ok(pid(22))));
+    on(&mut s, Ev::Ended(Stage::Check, pid(22), Exit::Code(0)));
+    assert_eq!(s.ready, yes, "still ready: since unchanged");
+    assert_eq!(
+        on(
+            &mut s,
+            Ev::Spawned(Program::Check(pid(7)), Err(SpawnError::Absent))
+        ),
+        Vec::<String>::new(),
+        "not asked for: ignored"
+    );
+    on(&mut s, Ev::CheckDue);
+    assert_eq!(
+        on(
+            &mut s,
+            Ev::Spawned(Program::Check(pid(7)), Err(SpawnError::Absent))
+        ),
+        ["arm Check(0)"],
+        "gone: not ready, tried again"
+    );
+    assert_eq!(s.ready, Ready::No);
+
+    // with periodic checks off, a check is not run: ready once executed
+    let mut s = with(Readiness::Check);
+    let mut acts = Vec::new();
+    let off = Ctx {
+        check_interval: None,
+        ..cx(false)
+    };
+    s.on(exec(), &off, &mut acts);
+    assert_eq!(s.ready, yes);
+    assert!(!show(&acts).iter().any(|a| a.starts_with("spawn check")));
 }
