@@ -102,7 +102,7 @@ pub mod tests {
             log: None,
             lines: Streams::default(),
             bytes: Streams::default(),
-            ready: false,
+            ready: state == State::Running,
             ready_since: None,
         }
     }
