@@ -36,13 +36,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 #   daemons come from rsyslog, dbus, at and cron;
 # - nginx, redis-server: tests/orphans.rs adopts these real daemonizing programs;
 # - postgresql, postgresql-contrib, redis-tools: tests/daemons.rs runs PostgreSQL, Redis and
-#   nginx as dinit services under load (pgbench, redis-benchmark), on temp dirs and free ports.
+#   nginx as dinit services under load (pgbench, redis-benchmark), on temp dirs and free ports;
+# - tini: tests/tini.rs runs tini's own test ideas under tini and under `dinit --` side by side.
 # None of these daemons is started by the install (policy-rc.d); the tests start their own,
 # inside PID and mount namespaces. Docker is not installed here: tests/docker.rs runs when the
 # machine has an engine (`docker info`) and is skipped otherwise.
 PACKAGES=(util-linux procps python3 bash busybox-static jq gcc libc6-dev ca-certificates
     runit runit-services rsyslog dbus at cron nginx redis-server
-    postgresql postgresql-contrib redis-tools)
+    postgresql postgresql-contrib redis-tools tini)
 
 say() { printf 'scripts/test.sh: %s\n' "$*" >&2; }
 die() {

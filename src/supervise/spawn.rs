@@ -255,7 +255,7 @@ unsafe fn exec_child(
             libc::setpgid(0, 0);
             libc::tcsetpgrp(0, libc::getpid());
         }
-        for sig in 1..libc::SIGRTMAX() {
+        for sig in 1..=libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
             }
