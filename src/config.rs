@@ -70,6 +70,8 @@ pub struct Config {
     pub control_socket: ControlSocket,
     /// `DINIT_MAIN_EXIT_ZERO`: the main program's exit codes that count as 0 (tini's `-e`).
     pub main_exit_zero: Vec<u8>,
+    /// `DINIT_HTTP_LISTEN`: where to serve probes and metrics (off by default).
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 /// An invalid value: its `Display` is the user's error line (without the `dinit: error:` part).
@@ -196,6 +198,17 @@ impl Config {
                     )
                 })?,
         };
+        let http_listen = match get("DINIT_HTTP_LISTEN") {
+            None => None,
+            Some(v) => Some(parse_listen(&v).ok_or_else(|| {
+                invalid(
+                    "HTTP listen address",
+                    "DINIT_HTTP_LISTEN",
+                    &v,
+                    "[HOST]:PORT, e.g. :9090, 127.0.0.1:9090 or [::]:9090",
+                )
+            })?),
+        };
         let control_socket = control_socket(get("DINIT_CONTROL_SOCKET").as_deref());
         let dir = cwd.join(get("DINIT_DIR").unwrap_or_else(|| DEFAULT_DIR.to_owned()));
         Ok(Config {
@@ -209,6 +222,7 @@ impl Config {
             check_interval,
             control_socket,
             main_exit_zero,
+            http_listen,
         })
     }
 }
@@ -239,6 +253,16 @@ const MAX_NANOS: i128 = i64::MAX as i128;
 /// Seconds as tozd/dinit reads them (a Go integer literal: sign, `0x`/`0o`/`0b` or leading-`0`
 /// octal, `_` between digits), or a decimal fraction (`0.5`). Zero or negative means "at once";
 /// a value whose nanoseconds overflow int64 is invalid, not wrapped.
+/// `:9090` (every IPv4 address), `0.0.0.0:9090`, `127.0.0.1:9090`, `[::]:9090`.
+pub fn parse_listen(v: &str) -> Option<std::net::SocketAddr> {
+    let v = v.trim();
+    let full = match v.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => v.to_owned(),
+    };
+    full.parse().ok()
+}
+
 pub fn parse_seconds(v: &str) -> Option<Duration> {
     let (negative, body) = match v.as_bytes().first()? {
         b'-' => (true, &v[1..]),
@@ -528,6 +552,22 @@ mod tests {
         assert_eq!(secs("99999999999999999999999"), None);
         assert_eq!(secs("9223372037.5"), None);
         assert_eq!(secs("0x7fffffffffffffff"), None);
+    }
+
+    #[test]
+    fn http_listen() {
+        let l = |v| cfg(&[("DINIT_HTTP_LISTEN", v)]).map(|c| c.http_listen);
+        assert_eq!(l(":9090").unwrap(), Some("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(
+            l("127.0.0.1:8080").unwrap(),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(l("[::]:9090").unwrap(), Some("[::]:9090".parse().unwrap()));
+        assert_eq!(cfg(&[]).unwrap().http_listen, None);
+        for bad in ["9090", "x:1", ":99999", "localhost:80"] {
+            let e = l(bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid HTTP listen address "), "{e}");
+        }
     }
 
     #[test]

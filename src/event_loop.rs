@@ -21,6 +21,7 @@ use nix::unistd::Pid;
 use signal_hook_mio::v1_0::Signals;
 
 use crate::control::server::Control;
+use crate::http::server::Http;
 use crate::output::pipes::Pipes;
 use crate::output::{Output, Stream};
 use crate::supervise::events::{Event, Timer};
@@ -30,6 +31,7 @@ use crate::supervise::tracer::Tracer;
 use crate::timers::Timers;
 
 mod actions;
+mod web;
 
 pub use actions::ServiceIo;
 
@@ -38,6 +40,7 @@ pub const STDOUT: Token = Token(1);
 pub const STDERR: Token = Token(2);
 pub const CONTROL: Token = Token(3);
 pub const CHILD: Token = Token(4);
+pub const HTTP: Token = Token(5);
 const FIRST_DYNAMIC: usize = 16;
 
 /// Reads of pipes per turn before the loop looks at signals and children again.
@@ -75,6 +78,7 @@ pub struct Loop {
     pub out: Output,
     pub pipes: Pipes,
     pub control: Control,
+    pub http: Http,
     pub timers: Timers<Timer>,
     /// Exec-status pipes being watched: token -> (pid, read end).
     pub exec: HashMap<Token, (Pid, OwnedFd)>,
@@ -84,6 +88,8 @@ pub struct Loop {
     pub io: Vec<ServiceIo>,
     pub tracer: Tracer,
     pub naming: Naming,
+    /// What the metrics count beyond the state machines.
+    pub stats: web::Stats,
     pub sup: Supervisor,
     /// Events waiting for supervision (effects' outcomes come after their batch).
     pub queue: VecDeque<Event>,
@@ -111,12 +117,14 @@ impl Loop {
             out,
             pipes: Pipes::new(),
             control,
+            http: Http::off(),
             timers: Timers::default(),
             exec: HashMap::new(),
             notify: HashMap::new(),
             io: Vec::new(),
             tracer: Tracer::default(),
             naming: Naming::new(Instant::now()),
+            stats: web::Stats::default(),
             sup,
             queue: VecDeque::new(),
             children: Children::Some,
@@ -200,6 +208,10 @@ impl Loop {
                         let tokens = &mut self.tokens;
                         self.control.accept(self.poll.registry(), || tokens.fresh());
                     }
+                    HTTP => {
+                        let tokens = &mut self.tokens;
+                        self.http.accept(self.poll.registry(), || tokens.fresh());
+                    }
                     token => self.ready(token),
                 }
             }
@@ -258,6 +270,8 @@ impl Loop {
             self.notify_ready(token);
         } else if self.control.owns(token) {
             self.control_ready(token);
+        } else if self.http.owns(token) {
+            self.http_ready(token);
         }
     }
 
@@ -277,6 +291,7 @@ impl Loop {
                 Waited::Ended(r) => {
                     if !self.sup.knows(r.pid) {
                         self.naming.reaped(r.name.is_some(), now);
+                        self.stats.orphans_reaped += 1;
                     }
                     self.ended(r);
                 }
@@ -348,6 +363,8 @@ impl Loop {
 
     fn fire_timers(&mut self, now: Instant) {
         self.control.expire(now, self.poll.registry());
+        self.http.expire(now, self.poll.registry());
+        self.out.note_blocked(now);
         self.out.trim(now);
         if let Some(n) = self.naming.summary(now) {
             crate::warn!(
@@ -365,6 +382,7 @@ impl Loop {
     fn timeout(&self, now: Instant) -> Option<Duration> {
         let t = [
             self.control.next_deadline(),
+            self.http.next_deadline(),
             self.out.trim_deadline(),
             self.naming.deadline(),
         ]

@@ -23,6 +23,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod event_loop;
+pub mod http;
 pub mod log;
 pub mod output;
 pub mod signals;
@@ -70,6 +71,8 @@ Configuration is read from the environment:
   DINIT_CONTROL_SOCKET      control socket: a path (default /run/dinit/control.sock), @name, none
   DINIT_CHECK_TIMEOUT       seconds a check script may take in `dinit check` (default 5)
   DINIT_MAIN_EXIT_ZERO      exit codes of the main program that count as 0, e.g. 143 (tini's -e)
+  DINIT_CHECK_INTERVAL      seconds between dinit's runs of a service's check (default 5; 0: never)
+  DINIT_HTTP_LISTEN         serve /livez, /readyz, /status, /metrics on [HOST]:PORT (default off)
 ";
 
 /// The whole program: `main.rs` calls only this.
@@ -213,6 +216,16 @@ fn run(main: Option<&[std::ffi::OsString]>) -> u8 {
     if let Some(w) = warning {
         warn!(out, "{w}");
     }
+    let http = match cfg.http_listen {
+        Some(addr) => {
+            let (http, warning) = http::server::Http::setup(addr, registry, event_loop::HTTP);
+            if let Some(w) = warning {
+                warn!(out, "{w}");
+            }
+            http
+        }
+        None => http::server::Http::off(),
+    };
     let dir = cfg.dir.clone();
     let now = std::time::Instant::now();
     let sig = event_loop::SignalSources {
@@ -221,6 +234,7 @@ fn run(main: Option<&[std::ffi::OsString]>) -> u8 {
         child,
     };
     let mut lp = Loop::new(poll, sig, out, control, Supervisor::new(cfg, now));
+    lp.http = http;
     let (defs, scan_error) = services(&dir, main, &cwd, &mut lp.out);
     let effects = lp.sup.start(defs, scan_error, now);
     lp.io = lp

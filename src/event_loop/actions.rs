@@ -405,7 +405,10 @@ impl Loop {
         let own_uid = nix::unistd::getuid().as_raw();
         for incoming in requests {
             let route = match incoming.request {
-                Ok(req) => status::route(req, incoming.uid, own_uid),
+                Ok(req) => {
+                    self.stats.request(req.name());
+                    status::route(req, incoming.uid, own_uid)
+                }
                 Err(e) => Route::Refuse(e),
             };
             match route {

@@ -56,6 +56,8 @@ pub struct Output {
     held_bytes: usize,
     /// Own messages dropped at the bound, and which stream's stall dropped them.
     dropped: Option<(u64, Stream)>,
+    /// Per stream: since when its pipes are paused by backpressure, and for how long before.
+    blocked: [(Option<Instant>, std::time::Duration); 2],
 }
 
 impl Output {
@@ -70,6 +72,7 @@ impl Output {
             held: VecDeque::new(),
             held_bytes: 0,
             dropped: None,
+            blocked: Default::default(),
         };
         for (i, was_closed) in closed.into_iter().enumerate() {
             if was_closed {
@@ -196,6 +199,37 @@ impl Output {
                 stalled.name()
             );
         }
+    }
+
+    /// Notes, once a turn, whether each stream holds its pipes back (for the metrics).
+    pub fn note_blocked(&mut self, now: Instant) {
+        for (i, over) in [self.out.over_limit(), self.err.over_limit()]
+            .into_iter()
+            .enumerate()
+        {
+            let (since, total) = &mut self.blocked[i];
+            match (over, *since) {
+                (true, None) => *since = Some(now),
+                (false, Some(t)) => {
+                    *total += now.saturating_duration_since(t);
+                    *since = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Seconds each stream (stdout, stderr) held its pipes back, up to `now`.
+    pub fn blocked_seconds(&self, now: Instant) -> [f64; 2] {
+        self.blocked.map(|(since, total)| {
+            (total + since.map_or_else(Default::default, |t| now.saturating_duration_since(t)))
+                .as_secs_f64()
+        })
+    }
+
+    /// Bytes queued for stdout and stderr.
+    pub fn queued(&self) -> [usize; 2] {
+        [self.out.pending(), self.err.pending()]
     }
 
     /// When a sink's buffer is due for [`Output::trim`].

@@ -159,6 +159,11 @@ impl ServiceDef {
         crate::log::escaped(&self.name)
     }
 
+    /// The name as it is when it is UTF-8 (the metrics' label; escaped there), else lossy.
+    pub fn name_str(&self) -> &str {
+        std::str::from_utf8(&self.name).unwrap_or("(not UTF-8)")
+    }
+
     /// The name as text for the status (invalid UTF-8 as U+FFFD; JSON escapes the rest).
     pub fn name_text(&self) -> String {
         String::from_utf8_lossy(&self.name).into_owned()

@@ -165,6 +165,8 @@ pub struct Service {
     /// Whether `run` is ready, and dinit's own `check` run (contract §15).
     pub ready: Ready,
     pub check: Checking,
+    /// How dinit's own last `check` run ended.
+    pub last_check: Option<Exit>,
     /// How many times `run` was started (a counter for metrics: never goes back).
     pub starts: u64,
 }
@@ -191,6 +193,7 @@ impl Service {
             last_exit: None,
             ready: Ready::No,
             check: Checking::Idle,
+            last_check: None,
             starts: 0,
         }
     }

@@ -113,6 +113,7 @@ impl Service {
             Msg::Finished(self.label.clone(), Stage::Check, pid, exit),
         );
         self.check = Checking::Idle;
+        self.last_check = Some(exit);
         if matches!(self.run, Run::Running { .. }) {
             self.ready = match (exit, self.ready) {
                 (Exit::Code(0), Ready::Yes { since }) => Ready::Yes { since },
