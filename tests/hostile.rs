@@ -311,11 +311,9 @@ fn invalid_value_with_a_newline_is_one_error_line() {
 // ---------------------------------------------------------------------------------------------
 // 2. an orphan storm while stdout is stalled
 
-/// How long the storm runs with stdout stalled.
-const STORM: Duration = Duration::from_secs(60);
 /// Orphans made per second (each is double-forked `sleep 1000`; dinit warns, SIGTERMs it and
 /// reports its end: three own messages). Enough for the code before the fix to pass 8 MiB well
-/// within [`STORM`], gentle enough for a shared 2-core machine.
+/// within 60 s, gentle enough for a shared 2-core machine.
 const STORM_RATE: u32 = 250;
 /// The bound on PID 1's resident memory during the storm.
 const RSS_BOUND_KIB: u64 = 8 * 1024;
@@ -352,6 +350,18 @@ while True:
         sys.stdout.flush()
 "#;
 
+/// `stuck`: waits for `$S/go`, writes `stuck line 0..2` on stdout (stdout is stalled by then:
+/// the lines stay behind the stall) and exits 115.
+const STUCK: &str = r#"
+import os, sys, time
+while not os.path.exists(S + '/go'):
+    time.sleep(0.01)
+for i in range(3):
+    sys.stdout.write('stuck line %d\n' % i)
+sys.stdout.flush()
+os._exit(115)
+"#;
+
 /// Expect (contract §13 "dinit's own messages are bounded"; issue 19 saw 1.9 -> 44 MB in 40 s):
 /// as PID 1 at info level under `terminate`, a service `printer` writes to stdout without end
 /// and a service `storm` makes 250 orphans a second; the test stops reading dinit's stdout
@@ -372,12 +382,35 @@ while True:
 #[test]
 fn orphan_storm_with_stdout_stalled_keeps_rss_bounded() {
     let _g = serial();
+    orphan_storm(false, Duration::from_secs(60));
+}
+
+/// Expect (contract §13 "dinit's own messages are bounded … past that they are counted"): the
+/// storm of [`orphan_storm_with_stdout_stalled_keeps_rss_bounded`] for 45 s, plus a service
+/// `stuck` that writes three lines once stdout is stalled and exits 115: its `finished` line
+/// must wait for those lines (§4), and dinit's own messages keep their order behind it, so from
+/// then on they are held (up to 1 MiB) and then counted. PID 1's `VmRSS` stays under 8 MiB
+/// throughout. After the test reads stdout again and sends SIGTERM: exit 0, stuck's finished
+/// line and lines are there, and exactly one `<n> messages dropped while stdout was blocked`
+/// warning with n > 0 (the bound was reached: 45 s of the storm make well over 1 MiB).
+#[test]
+fn orphan_storm_behind_a_held_finished_line_drops_and_counts() {
+    let _g = serial();
+    orphan_storm(true, Duration::from_secs(45));
+}
+
+/// The storm of the two tests above; `stuck` adds the service [`STUCK`] and checks that own
+/// messages were dropped and counted instead of checking that they keep arriving.
+fn orphan_storm(stuck: bool, storm: Duration) {
     let d = TestDir::new();
     fs::write(d.s("storm.py"), STORMER).unwrap();
     d.svc("printer").run(&d.py(PRINTER));
     d.svc("storm").run(&d.sh(&format!(
         "exec /usr/bin/python3 \"$S/storm.py\" \"$S\" {STORM_RATE}"
     )));
+    if stuck {
+        d.svc("stuck").run(&d.py(STUCK));
+    }
     let mut r = launch(&d).info().env("DINIT_KILL_TIMEOUT", "1").spawn();
     r.wait_stdout_contains("print 1000", LONG);
     r.pause_stdout();
@@ -393,7 +426,7 @@ fn orphan_storm_with_stdout_stalled_keeps_rss_bounded() {
     let mut worst_gap = Duration::ZERO;
     let mut count = 0;
     let mut sec = 1;
-    while start.elapsed() < STORM {
+    while start.elapsed() < storm {
         let due = start + Duration::from_secs(sec);
         if let Some(w) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(w);
@@ -438,7 +471,7 @@ fn orphan_storm_with_stdout_stalled_keeps_rss_bounded() {
              bound {first} s into the storm (it was {rss0} KiB before)"
         ));
     }
-    if worst_gap > Duration::from_secs(5) {
+    if !stuck && worst_gap > Duration::from_secs(5) {
         failures.push(format!(
             "no new orphan message on stderr for {} ms while stdout was stalled: held behind \
              stdout ({count} in all)",
@@ -446,12 +479,12 @@ fn orphan_storm_with_stdout_stalled_keeps_rss_bounded() {
         ));
     }
     let min = 50 * took.as_secs() as usize;
-    if count < min {
+    if !stuck && count < min {
         failures.push(format!(
             "only {count} orphan warnings arrived during the storm (expected at least {min})"
         ));
     }
-    if stalled_at_end < 60_000 {
+    if stalled_at_end < 48 * 1024 {
         failures.push(format!(
             "dinit's stdout was no longer stalled at the end ({stalled_at_end} bytes in the pipe)"
         ));
@@ -497,6 +530,27 @@ fn orphan_storm_with_stdout_stalled_keeps_rss_bounded() {
             "{} `messages dropped` warnings, expected at most one: {dropped:?}",
             dropped.len()
         ));
+    }
+    if stuck {
+        let n: u64 = dropped
+            .first()
+            .and_then(|t| t.strip_suffix(" messages dropped while stdout was blocked"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if dropped.len() != 1 || n == 0 {
+            failures.push(format!(
+                "expected exactly one `<n> messages dropped while stdout was blocked` with n > \
+                 0, got {dropped:?}"
+            ));
+        }
+        if !texts.iter().any(|t| {
+            t.starts_with("stuck/run: PID ") && t.ends_with(" finished and disabled itself")
+        }) {
+            failures.push("no `stuck/run: PID <p> finished and disabled itself`".into());
+        }
+        if !r.stdout_str().contains("stuck line 2") {
+            failures.push("stuck's lines are not on stdout".into());
+        }
     }
     if unpaired > 0 && dropped.len() != 1 {
         failures.push(format!(
