@@ -191,7 +191,9 @@ impl Loop {
                     STDERR => self.out.sink_mut(Stream::Stderr).set_writable(),
                     CONTROL => {
                         let tokens = &mut self.tokens;
-                        self.control.accept(self.poll.registry(), || tokens.fresh());
+                        let now = Instant::now();
+                        self.control
+                            .accept(self.poll.registry(), || tokens.fresh(), now);
                     }
                     token => self.ready(token),
                 }
@@ -333,7 +335,7 @@ impl Loop {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        self.control.expire(now, self.poll.registry());
+        self.control_turn(now);
         self.out.trim(now);
         if let Some(n) = self.naming.summary(now) {
             crate::warn!(
