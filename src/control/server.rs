@@ -212,6 +212,12 @@ impl Control {
                 return None;
             }
             if let Some(request) = slot.conn.take() {
+                if hung_up(&slot.stream) {
+                    // The client is gone (not just done sending): what it queued is dropped
+                    // unserved, its first request too.
+                    slot.conn.failed();
+                    return None;
+                }
                 return Some(Incoming {
                     token,
                     uid: slot.uid,
@@ -346,6 +352,19 @@ fn write_out(slot: &mut Slot, now: Instant) {
             }
         }
     }
+}
+
+/// Whether the client has closed its socket. A Unix stream socket reports `POLLHUP` once its
+/// peer is closed, and only `POLLRDHUP` when the peer merely shut down its writing side (a
+/// client that waits for its answer after `shutdown(SHUT_WR)` is still there).
+fn hung_up(stream: &UnixStream) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(stream.as_fd(), PollFlags::empty())];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1))
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP))
 }
 
 fn peer_uid(stream: &UnixStream) -> Option<u32> {
