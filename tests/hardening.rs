@@ -91,15 +91,41 @@ fn script(d: &TestDir, name: &str, body: &str) -> PathBuf {
     p
 }
 
+/// A helper process of the test (an attacker, a fake server): killed and reaped when dropped,
+/// so that a failing test leaves none behind.
+struct Helper(Child);
+
+impl std::ops::Deref for Helper {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Helper {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
 /// `/usr/bin/python3 <script> <args>` as nobody, stdout piped (its report lines).
-fn python_nobody(script: &Path, args: &[&str]) -> Child {
+fn python_nobody(script: &Path, args: &[&str]) -> Helper {
     let mut c = as_nobody("/usr/bin/python3");
     c.arg(script)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    c.spawn().expect("setpriv python3")
+    Helper(c.spawn().expect("setpriv python3"))
 }
 
 /// Waits for a line on a child's stdout (with a deadline, on a thread).
@@ -270,7 +296,7 @@ fn status_flood_2000_services() {
 
     let flood = script(&d, "flood.py", FLOOD);
     let t0 = epoch_ms();
-    let mut attackers: Vec<Child> = (0..4).map(|_| python_nobody(&flood, &[&s, "3"])).collect();
+    let mut attackers: Vec<Helper> = (0..4).map(|_| python_nobody(&flood, &[&s, "3"])).collect();
     let s2 = s.clone();
     let root_status = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(200));
@@ -641,7 +667,7 @@ fn evil_dir(d: &TestDir) -> (PathBuf, PathBuf) {
 }
 
 /// Starts nobody's fake server on `path`; returns it and its report reader once it listens.
-fn fake_server(d: &TestDir, path: &str, evil: &Path) -> (Child, Option<BufReader<ChildStdout>>) {
+fn fake_server(d: &TestDir, path: &str, evil: &Path) -> (Helper, Option<BufReader<ChildStdout>>) {
     let fake = script(d, "fake.py", FAKE);
     let mut f = python_nobody(&fake, &[path, evil.to_str().unwrap()]);
     let mut out = Some(BufReader::new(f.stdout.take().unwrap()));
@@ -655,7 +681,7 @@ fn fake_server(d: &TestDir, path: &str, evil: &Path) -> (Child, Option<BufReader
 fn clients_refuse_the_fake(
     d: &TestDir,
     path: &str,
-    fake: &mut Child,
+    fake: &mut Helper,
     out: &mut Option<BufReader<ChildStdout>>,
     pwned: &Path,
 ) {
@@ -666,49 +692,55 @@ fn clients_refuse_the_fake(
 fn clients_refuse_the_fake_after(
     d: &TestDir,
     path: &str,
-    fake: &mut Child,
+    fake: &mut Helper,
     out: &mut Option<BufReader<ChildStdout>>,
     pwned: &Path,
     before: u64,
 ) {
     let why = format!("cannot reach dinit at {path}: not owned by root or you (uid {NOBODY})");
-    for args in [
+    let commands = [
         &["status"][..],
         &["check"],
         &["check", "web"],
         &["shutdown"],
-    ] {
-        let o = ctl(path, args);
-        assert_eq!(
-            (o.code, o.stdout.as_str(), o.stderr.trim_end()),
-            (1, "", why.as_str()),
-            "dinit {args:?} against nobody's server: {o:?}"
-        );
-    }
-    let o = sv(d, path, &["status", "web"]);
-    assert_eq!(
-        (o.code, o.stdout.trim_end()),
-        (1, format!("warning: web: {why}").as_str()),
-        "sv status against nobody's server: {o:?}"
-    );
-    let o = sv(d, path, &["check", "web"]);
-    assert_eq!(o.code, 1, "sv check against nobody's server: {o:?}");
+    ];
+    let outs: Vec<CmdOut> = commands.iter().map(|args| ctl(path, args)).collect();
+    let sv_status = sv(d, path, &["status", "web"]);
+    let sv_check = sv(d, path, &["check", "web"]);
     let mut last = String::new();
     for _ in 0..6 {
         last = read_line_within(out, LONG);
     }
     let _ = fake.kill();
     let _ = fake.wait();
+    // The worst first: root running nobody's script.
+    assert!(
+        !pwned.exists(),
+        "nobody's check ran as uid {}",
+        fs::read_to_string(pwned).unwrap_or_default().trim()
+    );
     let r: Value = serde_json::from_str(&last).unwrap();
     assert_eq!(r["conns"], before + 6, "{r}");
     assert_eq!(
         r["got"], 0,
         "a client sent nobody's server its request: {r}"
     );
-    assert!(
-        !pwned.exists(),
-        "nobody's check ran as uid {}",
-        fs::read_to_string(pwned).unwrap_or_default().trim()
+    for (args, o) in commands.iter().zip(&outs) {
+        assert_eq!(
+            (o.code, o.stdout.as_str(), o.stderr.trim_end()),
+            (1, "", why.as_str()),
+            "dinit {args:?} against nobody's server: {o:?}"
+        );
+    }
+    assert_eq!(
+        (sv_status.code, sv_status.stdout.trim_end()),
+        (1, format!("warning: web: {why}").as_str()),
+        "sv status against nobody's server: {sv_status:?}"
+    );
+    assert_eq!(
+        (sv_check.code, sv_check.stdout.trim_end()),
+        (1, format!("warning: web: {why}").as_str()),
+        "sv check against nobody's server: {sv_check:?}"
     );
 }
 
@@ -775,14 +807,15 @@ fn squatter_first_in_a_sticky_folder() {
     let (mut fake, mut out) = fake_server(&d, &path, &evil);
     let mut dn = launch(&d).env("DINIT_CONTROL_SOCKET", &path).spawn();
     d.wait_file("web.started", LONG);
-    assert_eq!(
-        socket_warning(&dn),
-        format!("control socket {path}: bind: address already in use")
-    );
+    let warning = socket_warning(&dn);
     // dinit's look at the socket was a connection too: the fake has counted it.
     let first: Value = serde_json::from_str(&read_line_within(&mut out, LONG)).unwrap();
     assert_eq!(first["conns"], 1, "{first}");
     clients_refuse_the_fake_after(&d, &path, &mut fake, &mut out, &pwned, 1);
+    assert_eq!(
+        warning,
+        format!("control socket {path}: bind: address already in use")
+    );
     assert!(!dn.exited(), "{}", dn.dump());
     dn.signal(libc::SIGTERM);
     assert_eq!(dn.wait_exit(LONG), 0, "{}", dn.dump());
