@@ -704,6 +704,13 @@ impl ServiceStatus {
         put_str(out, &self.name);
         out.extend_from_slice(br#","pid":"#);
         put_pid(out, self.pid);
+        out.extend_from_slice(br#","ready":"#);
+        out.extend_from_slice(if self.ready { b"true" } else { b"false" });
+        out.extend_from_slice(br#","ready_since":"#);
+        match &self.ready_since {
+            Some(t) => put_str(out, t),
+            None => out.extend_from_slice(b"null"),
+        }
         out.extend_from_slice(br#","since":"#);
         put_str(out, &self.since);
         out.extend_from_slice(br#","since_s":"#);
