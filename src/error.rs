@@ -96,7 +96,12 @@ pub fn errno_text(e: Errno) -> String {
     let mut chars = desc.chars();
     match chars.next() {
         // An abbreviation keeps its capitals: `I/O error`, not `i/O error`.
-        Some(_) if desc.chars().nth(1).is_some_and(|c| c == '/' || c.is_uppercase()) => {
+        Some(_)
+            if desc
+                .chars()
+                .nth(1)
+                .is_some_and(|c| c == '/' || c.is_uppercase()) =>
+        {
             desc.to_owned()
         }
         Some(c) => c.to_lowercase().chain(chars).collect(),
