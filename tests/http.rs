@@ -670,23 +670,6 @@ fn sockets_of(pid: i32) -> usize {
 const SMALL_TCP_BUFFERS: &str = "exec unshare --net /bin/sh -c 'ip link set lo up && \
      sysctl -qw net.ipv4.tcp_wmem=\"4096 8192 8192\" && exec \"$@\"' sh \"$@\"";
 
-/// Runs `f` on a thread that has joined the network namespace of process `pid` (threads it
-/// starts are in it too); the test's own thread stays where it is.
-fn in_netns_of<R: Send>(pid: i32, f: impl FnOnce() -> R + Send) -> R {
-    use std::os::fd::AsRawFd;
-    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: setns on this thread only, with an fd we own.
-            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
 /// 20 clients ask for `/metrics` (100 services: about 47 kB) and never read, with a tiny
 /// receive buffer, and dinit's socket takes at most 8 KiB (`SMALL_TCP_BUFFERS`): dinit holds
 /// the 20 with most of each answer unwritten. Meanwhile `/livez` answers 200 and a reading

@@ -139,6 +139,23 @@ pub fn get_timed(addr: &str, path: &str) -> (Result<Reply, String>, Duration) {
     (r, t0.elapsed())
 }
 
+/// Runs `f` on a thread that has joined the network namespace of process `pid` (threads it
+/// starts are in it too); the test's own thread stays where it is.
+pub fn in_netns_of<R: Send>(pid: i32, f: impl FnOnce() -> R + Send) -> R {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on this thread only, with an fd we own.
+            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
 /// The socket `common::launch` gives dinit.
 pub fn sock(d: &TestDir) -> String {
     d.root().join("control.sock").display().to_string()
