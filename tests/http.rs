@@ -678,6 +678,17 @@ const SMALL_TCP_BUFFERS: &str = "exec unshare --net /bin/sh -c 'ip link set lo u
 #[test]
 fn clients_that_never_read() {
     let _g = serial();
+    if !["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+    {
+        skip(
+            "clients_that_never_read",
+            "`ip` not found: dinit's network namespace needs its loopback up (Debian's \
+             iproute2; scripts/test.sh installs it)",
+        );
+        return;
+    }
     let d = TestDir::new();
     d.svc("tick").run(TICKER);
     for i in 0..100 {
