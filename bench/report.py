@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import benchlib as B  # noqa: E402
 
-WORKLOADS = ("throughput", "idle_rss", "startstop", "reap", "size")
+WORKLOADS = ("throughput", "idle_rss", "startstop", "reap", "size", "scrape")
 
 
 def load(d, name):
@@ -246,7 +246,8 @@ def section_overview(tp, idle, ss, reap, size):
                         fmt(median([r.get("peak") for r in good(rs)]), 0),
                         fmt(median([r.get("cpu_init_us_per_orphan") for r in good(rs)]), 1)]
         if size:
-            e = size["peers"].get(p[:-5] if p.endswith(("-json", "-text")) else p)
+            name = p[:-5] if p.endswith("-http") else p
+            e = size["peers"].get(name[:-5] if name.endswith(("-json", "-text")) else name)
             row += [f"{e['main']['bytes']:,}" if e else ""]
         if any(c not in ("", "-") for c in row[1:]):
             rows.append(row)
@@ -407,15 +408,58 @@ def section_size(res):
     return out + skipped_note(res)
 
 
+def section_scrape(res):
+    if not res:
+        return []
+    prm = res["params"]
+    out = ["## 6. HTTP requests (contract §15)", "",
+           f"dinit (JSON mode) with {prm['services']} idle services and `DINIT_HTTP_LISTEN`; the harness "
+           f"sends {prm['scrapes']:,} requests in a row to each path, one connection each. `dinit CPU` = "
+           "dinit's time on the CPU per request, from /proc/<pid>/schedstat (ns), less its idle rate; "
+           "`ticks` = the same from utime+stime (10 ms ticks: coarse); the client's wall time per request "
+           "(Python, connect to close); dinit's VmRSS before and after all requests; "
+           f"{prm['reps']} run(s).", ""]
+    rows = []
+    for peer, rs in ordered(res["runs"]):
+        ok = good(rs)
+        for path in prm["paths"]:
+            rows.append([f"`{peer}`", f"`{path}`",
+                         mmm([r[path]["cpu_us"] for r in ok], 1)[0],
+                         mmm([r[path]["ticks_us"] for r in ok], 1)[0],
+                         mmm([r[path]["ms_median"] for r in ok], 2)[0],
+                         mmm([r[path]["ms_p99"] for r in ok], 2)[0],
+                         mmm([r[path]["bytes"] for r in ok], 0)[0],
+                         mmm([r.get("rss_before_kb") for r in ok], 0)[0] + " → "
+                         + mmm([r.get("rss_after_kb") for r in ok], 0)[0],
+                         errors(rs)])
+    out += table(["init", "path", "dinit CPU µs/request", "ticks µs/request", "client ms median",
+                  "client ms p99", "answer bytes", "dinit RSS kB", "errors"], rows)
+    return out + skipped_note(res)
+
+
+def http_note(res):
+    """BENCH_HTTP: what the scrapers of the `-http` peers saw, over every run of a workload."""
+    recs = [r for r in all_recs(res or {}) if "scrapes" in r and r.get("peer", "").endswith("-http")]
+    if not recs:
+        return []
+    ok = sum(r["scrapes"] for r in recs)
+    failed = sum(r.get("scrapes_failed", 0) for r in recs)
+    ms = median([r.get("scrape_ms_median") for r in recs])
+    return ["", f"`-http` peers: dinit listening, /metrics fetched every {B.SCRAPE_EVERY:g} s while each run "
+                f"went on: {ok:,} scrapes answered, {failed:,} failed (refused before the listener was up or "
+                f"after the run), median {fmt(ms, 2)} ms."]
+
+
 def render(d):
     res = {name: load(d, name) for name in WORKLOADS}
     first = next((r for r in res.values() if r), None)
     parts = section_header(load(d, "run"), first)
     parts += section_overview(res["throughput"], res["idle_rss"], res["startstop"], res["reap"], res["size"])
     for name, fn in (("throughput", section_throughput), ("idle_rss", section_idle),
-                     ("startstop", section_startstop), ("reap", section_reap), ("size", section_size)):
+                     ("startstop", section_startstop), ("reap", section_reap), ("size", section_size),
+                     ("scrape", section_scrape)):
         if res[name]:
-            parts += fn(res[name]) + [""]
+            parts += fn(res[name]) + http_note(res[name]) + [""]
     return "\n".join(parts)
 
 

@@ -7,7 +7,9 @@
 #   BENCH_QUICK=1 bench/run.sh            # quick development run (1 rep, fewer lines)
 #   BENCH_PEERS=dinit-json,s6 bench/run.sh throughput
 #
-# Workloads: throughput idle_rss startstop reap size (default: all, in that order).
+# Workloads: throughput idle_rss startstop reap size scrape (default: all, in that order).
+# BENCH_HTTP=1 adds the peers dinit-json-http and dinit-text-http: dinit with its HTTP listener
+# on, scraped (GET /metrics) every second while each workload runs.
 # dinit: built with `cargo build --release` unless DINIT_BIN names a binary; not built when
 # BENCH_PEERS names no dinit-* peer. Peers: bench/install-peers.sh (run once; this script
 # installs nothing). Needs root (unshare --pid). Knobs and how to read the tables: bench/README.md.
@@ -33,14 +35,14 @@ for tool in unshare python3; do
 done
 
 declare -A script=([throughput]=w1_throughput.py [idle_rss]=w2_idle_rss.py [startstop]=w3_startstop.py
-	[reap]=w4_reap.py [size]=w5_size.py)
+	[reap]=w4_reap.py [size]=w5_size.py [scrape]=w6_scrape.py)
 # wall-clock cap per workload (seconds; BENCH_CAP overrides all); every run inside has its own,
 # shorter timeout, and a workload saves after every case, so a cap keeps what was measured
-declare -A cap=([throughput]=3600 [idle_rss]=1800 [startstop]=1800 [reap]=3600 [size]=300)
+declare -A cap=([throughput]=3600 [idle_rss]=1800 [startstop]=1800 [reap]=3600 [size]=300 [scrape]=600)
 workloads=("$@")
-[ ${#workloads[@]} -gt 0 ] || workloads=(throughput idle_rss startstop reap size)
+[ ${#workloads[@]} -gt 0 ] || workloads=(throughput idle_rss startstop reap size scrape)
 for w in "${workloads[@]}"; do
-	[ -n "${script[$w]:-}" ] || die "unknown workload $w (known: throughput idle_rss startstop reap size)"
+	[ -n "${script[$w]:-}" ] || die "unknown workload $w (known: throughput idle_rss startstop reap size scrape)"
 done
 
 # --- dinit's binary: DINIT_BIN, else a release build of this repository

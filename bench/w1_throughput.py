@@ -227,6 +227,7 @@ def run_one(peer, work, names, data_files, originals, mode, per_svc, total_in_by
         rec["lines_per_s"] = per_svc * len(names) / rec["wall_s"]
         rec["mb_per_s"] = total_in_bytes / rec["wall_s"] / 1e6
     rec["out_bytes"] = os.path.getsize(out)
+    rec.update(r.http_stats())  # BENCH_HTTP: what the scraper saw
     rec["err_lines"], rec["err_head"] = B.stderr_summary(err)
     rec["verify"] = verify(out, originals, "json" if peer.json else "text")
     rec["overhead_bytes_per_line"] = (rec["out_bytes"] - total_in_bytes) / max(1, per_svc * len(names))

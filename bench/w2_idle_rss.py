@@ -65,6 +65,7 @@ def run_one(peer, work, k):
             rec["services_running"] = r.count_comm("sleep")
     finally:
         r.kill()
+    rec.update(r.http_stats())  # BENCH_HTTP: what the scraper saw
     rec["err_lines"], rec["err_head"] = B.stderr_summary(err)
     shutil.rmtree(base, ignore_errors=True)
     return rec

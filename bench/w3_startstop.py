@@ -85,6 +85,7 @@ def run_one(peer, work, k):
         r.kill()
     with open(out, "rb") as f:
         rec["bye"] = f.read().count(b"bye")
+    rec.update(r.http_stats())  # BENCH_HTTP: what the scraper saw
     rec["err_lines"], rec["err_head"] = B.stderr_summary(err)
     shutil.rmtree(base, ignore_errors=True)
     return rec

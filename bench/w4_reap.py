@@ -103,6 +103,7 @@ def run_one(peer, work, storm_cmd, n):
         rec["cpu_init_us_per_orphan"] = rec["cpu_init_s"] / n * 1e6
     finally:
         r.kill()
+    rec.update(r.http_stats())  # BENCH_HTTP: what the scraper saw
     rec["err_lines"], rec["err_head"] = B.stderr_summary(err)
     shutil.rmtree(base, ignore_errors=True)
     return rec

@@ -51,6 +51,12 @@ die() {
     exit 1
 }
 
+# Issue 22 (contract §15): prometheus ships promtool, which checks /metrics in tests/http.rs
+# (about 20 MB, some 12 s to install); iproute2: `ip` brings up the loopback of the network
+# namespace tests/http.rs gives dinit; containerd and runc: tests/kubernetes.rs runs the image
+# under a containerd it starts itself (ctr + runc), as a Kubernetes node runs it.
+PACKAGES+=(prometheus iproute2 containerd runc)
+
 SUDO=()
 if [ "$(id -u)" != 0 ]; then
     SUDO=(sudo)

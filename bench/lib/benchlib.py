@@ -14,10 +14,12 @@ import os
 import select
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,6 +34,12 @@ PYTHON = sys.executable or "python3"
 WORKLOAD_COMMS = {"sleep", "sh", "bench-storm", "dash", "bash"}
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+# BENCH_HTTP=1: the peers `dinit-json-http` and `dinit-text-http` run too: dinit with its HTTP
+# listener on (DINIT_HTTP_LISTEN on a free port of 127.0.0.1) and the harness fetching /metrics
+# from it every second while the workload runs (the Prometheus scrape of a real deployment), to
+# compare with `dinit-json`/`dinit-text` in the same run.
+HTTP = os.environ.get("BENCH_HTTP", "") not in ("", "0")
+SCRAPE_EVERY = float(os.environ.get("BENCH_HTTP_EVERY", "").strip() or 1.0)
 
 
 def log(*a):
@@ -212,11 +220,13 @@ class Dinit(Peer):
     """dinit (this project's, DINIT_BIN) or tozd/dinit (Go, TOZD_DINIT_BIN): one process, every
     service's output multiplexed onto its own stdout. json=True: DINIT_JSON_STDOUT=1."""
 
-    def __init__(self, name, binary, json_mode, why_missing):
+    def __init__(self, name, binary, json_mode, why_missing, http=False):
         self.name = name
         self.binary = binary
         self.json = json_mode
         self.why = why_missing
+        # listens on a free port and is scraped every SCRAPE_EVERY s while it runs (BENCH_HTTP)
+        self.http = http
         self.metadata = ("JSON fields (service, stage, timestamp)" if json_mode
                          else "text prefix (timestamp name/stage:)")
 
@@ -224,7 +234,10 @@ class Dinit(Peer):
         return self.why
 
     def env(self, svc_root):
-        return {"DINIT_DIR": svc_root, "DINIT_JSON_STDOUT": "1" if self.json else "0"}
+        env = {"DINIT_DIR": svc_root, "DINIT_JSON_STDOUT": "1" if self.json else "0"}
+        if self.http:
+            env["DINIT_HTTP_LISTEN"] = f"127.0.0.1:{free_port()}"
+        return env
 
     def argv(self, svc_root, names):
         return [self.binary]
@@ -286,6 +299,8 @@ def all_peers():
         Baseline(),
         Dinit("dinit-json", _exec_or_none(dinit), True, why_dinit),
         Dinit("dinit-text", _exec_or_none(dinit), False, why_dinit),
+        Dinit("dinit-json-http", _exec_or_none(dinit), True, why_dinit, http=True),
+        Dinit("dinit-text-http", _exec_or_none(dinit), False, why_dinit, http=True),
         Dinit("tozd-dinit-json", _exec_or_none(tozd), True, why_tozd),
         Dinit("tozd-dinit-text", _exec_or_none(tozd), False, why_tozd),
         S6(),
@@ -322,11 +337,82 @@ def selected_peers():
     for p in all_peers():
         if want is not None and p.name not in want:
             continue
+        if want is None and getattr(p, "http", False) and not HTTP:
+            continue  # the listener's variants run with BENCH_HTTP=1 (or when named)
         if not p.available():
             skipped[p.name] = p.why_unavailable()
             continue
         usable.append(p)
     return usable, skipped
+
+
+# --------------------------------------------------------------------------- HTTP (BENCH_HTTP)
+
+def free_port():
+    """A port of 127.0.0.1 nothing listens on now (the kernel's pick, released at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(addr, path, timeout=5.0):
+    """GET `path` from dinit's listener (`host:port`): (status code, body bytes). One request per
+    connection, read until dinit closes it, as dinit answers."""
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n".encode())
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    raw = b"".join(chunks)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    code = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    return code, body
+
+
+class Scraper:
+    """Fetches /metrics from `addr` every SCRAPE_EVERY seconds on a thread until stop(), as a
+    Prometheus server scrapes a target; the first 0.1 s after the init started, so that a run
+    shorter than a second (a throughput run) is scraped too. A refused connection (the listener
+    not up yet, the init gone) counts as failed."""
+
+    def __init__(self, addr):
+        self.addr = addr
+        self.ok = 0
+        self.failed = 0
+        self.ms = []
+        self.bytes = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+
+    def _loop(self):
+        wait = min(0.1, SCRAPE_EVERY)
+        while not self._stop.wait(wait):
+            wait = SCRAPE_EVERY
+            t0 = time.monotonic()
+            try:
+                code, body = http_get(self.addr, "/metrics")
+            except OSError:
+                code, body = 0, b""
+            if code == 200:
+                self.ok += 1
+                self.ms.append((time.monotonic() - t0) * 1e3)
+                self.bytes = len(body)
+            else:
+                self.failed += 1
+
+    def stop(self):
+        self._stop.set()
+        self._t.join(timeout=10)
+
+    def stats(self):
+        return {"scrapes": self.ok, "scrapes_failed": self.failed,
+                "scrape_ms_median": statistics.median(self.ms) if self.ms else None,
+                "scrape_bytes": self.bytes}
 
 
 # --------------------------------------------------------------------------- namespace runs
@@ -398,11 +484,14 @@ class NsRun:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
                                      cwd=peer.cwd(svc_root, names), env=env, start_new_session=True)
         _live.add(self)
+        self.scraper = None
         try:
             self._find_init()
         except BaseException:
             self.kill()
             raise
+        if getattr(peer, "http", False):
+            self.scraper = Scraper(env["DINIT_HTTP_LISTEN"])
 
     def _find_init(self, timeout=10.0):
         u = self.proc.pid
@@ -510,9 +599,15 @@ class NsRun:
         except subprocess.TimeoutExpired:
             return None
 
+    def http_stats(self):
+        """What the scraper saw ({} without one): scrapes answered, failed, median ms, bytes."""
+        return self.scraper.stats() if self.scraper else {}
+
     def kill(self):
         """SIGKILL of the namespace init: the kernel kills everything left in the namespace."""
         _live.discard(self)
+        if self.scraper:
+            self.scraper.stop()
         if self.proc.poll() is None:
             try:
                 if self.init_pid:

@@ -71,7 +71,11 @@ impl Loop {
                 let Ok(st) = status::build(&self.sup, &[], |i| self.counts(i)) else {
                     return text(503, "dinit: no status\n".into());
                 };
+                let timeout = self.sup.config().check_timeout;
                 let check_failed = |i: usize| match self.sup.services.get(i)?.last_check? {
+                    _ if self.sup.services[i].last_check_timed_out => {
+                        Some(format!("check timed out after {} s", seconds(timeout)))
+                    }
                     Exit::Code(0) => None,
                     Exit::Code(c) => Some(format!("check exited {c}")),
                     Exit::Signal(s) => Some(format!("check killed by signal {s}")),
@@ -145,5 +149,15 @@ impl Loop {
             orphans,
             requests: &self.stats.requests,
         }
+    }
+}
+
+/// `1`, `0.5`: seconds as `DINIT_CHECK_TIMEOUT` is usually written (what `dinit check` prints).
+fn seconds(d: std::time::Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        let s = format!("{:.9}", d.as_secs_f64());
+        s.trim_end_matches('0').to_owned()
     }
 }

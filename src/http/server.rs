@@ -221,9 +221,11 @@ fn parse(input: &[u8], head_only: &mut bool) -> Option<Route> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(input) {
-        Ok(httparse::Status::Complete(_)) => {}
+        // A complete head counts against the bound too: it may arrive in one read that
+        // crosses it.
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => {}
         Ok(httparse::Status::Partial) if input.len() < MAX_HEAD => return None,
-        Ok(httparse::Status::Partial) | Err(_) => return Some(Route::BadRequest),
+        Ok(_) | Err(_) => return Some(Route::BadRequest),
     }
     let (Some(method), Some(path)) = (req.method, req.path) else {
         return Some(Route::BadRequest);
@@ -309,6 +311,8 @@ mod tests {
             Some(Route::BadRequest),
             "head over the bound"
         );
+        let whole = [big.as_slice(), b"\r\n\r\n"].concat();
+        assert_eq!(route(&whole).0, Some(Route::BadRequest), "complete, over");
     }
 
     #[test]

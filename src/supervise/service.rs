@@ -167,6 +167,9 @@ pub struct Service {
     pub check: Checking,
     /// How dinit's own last `check` run ended.
     pub last_check: Option<Exit>,
+    /// dinit killed it at `DINIT_CHECK_TIMEOUT` (`check timed out after <n> s`, as the client
+    /// says it).
+    pub last_check_timed_out: bool,
     /// How many times `run` was started (a counter for metrics: never goes back).
     pub starts: u64,
 }
@@ -194,6 +197,7 @@ impl Service {
             ready: Ready::No,
             check: Checking::Idle,
             last_check: None,
+            last_check_timed_out: false,
             starts: 0,
         }
     }

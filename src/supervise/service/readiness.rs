@@ -32,6 +32,8 @@ pub enum Checking {
     Starting,
     Running {
         pid: Pid,
+        /// Killed at `DINIT_CHECK_TIMEOUT`: its end is a timeout, not a signal.
+        timed_out: bool,
     },
 }
 
@@ -77,7 +79,10 @@ impl Service {
         }
         match r {
             Ok(pid) => {
-                self.check = Checking::Running { pid };
+                self.check = Checking::Running {
+                    pid,
+                    timed_out: false,
+                };
                 acts.push(Act::Do(Effect::Arm(
                     cx.mono + cx.check_timeout,
                     Timer::CheckKill(self.index, pid),
@@ -93,7 +98,10 @@ impl Service {
     }
 
     pub(super) fn check_kill(&mut self, pid: Pid, acts: &mut Vec<Act>) {
-        if self.check == (Checking::Running { pid }) {
+        if let Checking::Running { pid: p, timed_out } = &mut self.check
+            && *p == pid
+        {
+            *timed_out = true;
             say(
                 acts,
                 Level::Debug,
@@ -104,7 +112,10 @@ impl Service {
     }
 
     pub(super) fn check_ended(&mut self, pid: Pid, exit: Exit, cx: &Ctx, acts: &mut Vec<Act>) {
-        if self.check != (Checking::Running { pid }) {
+        let Checking::Running { pid: p, timed_out } = self.check else {
+            return;
+        };
+        if p != pid {
             return;
         }
         say(
@@ -114,6 +125,7 @@ impl Service {
         );
         self.check = Checking::Idle;
         self.last_check = Some(exit);
+        self.last_check_timed_out = timed_out;
         if matches!(self.run, Run::Running { .. }) {
             self.ready = match (exit, self.ready) {
                 (Exit::Code(0), Ready::Yes { since }) => Ready::Yes { since },
