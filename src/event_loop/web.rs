@@ -72,14 +72,9 @@ impl Loop {
                     return text(503, "dinit: no status\n".into());
                 };
                 let timeout = self.sup.config().check_timeout;
-                let check_failed = |i: usize| match self.sup.services.get(i)?.last_check? {
-                    _ if self.sup.services[i].last_check_timed_out => {
-                        Some(format!("check timed out after {} s", seconds(timeout)))
-                    }
-                    Exit::Code(0) => None,
-                    Exit::Code(c) => Some(format!("check exited {c}")),
-                    Exit::Signal(s) => Some(format!("check killed by signal {s}")),
-                };
+                let timeout = seconds(timeout);
+                let check_failed =
+                    |i: usize| self.sup.services.get(i)?.last_check?.failure(&timeout);
                 let reasons = probes::probe(&st, route == Route::Readyz, check_failed);
                 if reasons.is_empty() {
                     text(200, "ok\n".into())

@@ -29,7 +29,7 @@ use super::messages::{Label, Msg};
 use super::scan::ServiceDef;
 use crate::error::Error;
 use crate::log::Level;
-pub use readiness::{Checking, Ready};
+pub use readiness::{CheckEnd, Checking, Ready};
 pub use requests::{Decision, decide};
 
 /// How long a logger's end waits for its `run` to end too before it stops the container.
@@ -166,10 +166,7 @@ pub struct Service {
     pub ready: Ready,
     pub check: Checking,
     /// How dinit's own last `check` run ended.
-    pub last_check: Option<Exit>,
-    /// dinit killed it at `DINIT_CHECK_TIMEOUT` (`check timed out after <n> s`, as the client
-    /// says it).
-    pub last_check_timed_out: bool,
+    pub last_check: Option<CheckEnd>,
     /// How many times `run` was started (a counter for metrics: never goes back).
     pub starts: u64,
 }
@@ -197,7 +194,6 @@ impl Service {
             ready: Ready::No,
             check: Checking::Idle,
             last_check: None,
-            last_check_timed_out: false,
             starts: 0,
         }
     }

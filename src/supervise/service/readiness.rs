@@ -32,9 +32,32 @@ pub enum Checking {
     Starting,
     Running {
         pid: Pid,
-        /// Killed at `DINIT_CHECK_TIMEOUT`: its end is a timeout, not a signal.
-        timed_out: bool,
     },
+    /// Killed at `DINIT_CHECK_TIMEOUT`: its end is a timeout, not a signal.
+    Killed {
+        pid: Pid,
+    },
+}
+
+/// How dinit's own last run of `check` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckEnd {
+    Exited(Exit),
+    /// Killed at `DINIT_CHECK_TIMEOUT` (`check timed out after <n> s`, as the client says).
+    TimedOut,
+}
+
+impl CheckEnd {
+    /// Why it failed, as `dinit check` words it (`timeout`: `DINIT_CHECK_TIMEOUT` as written
+    /// in seconds); none when it passed.
+    pub fn failure(self, timeout: &str) -> Option<String> {
+        match self {
+            CheckEnd::Exited(Exit::Code(0)) => None,
+            CheckEnd::Exited(Exit::Code(c)) => Some(format!("check exited {c}")),
+            CheckEnd::Exited(Exit::Signal(s)) => Some(format!("check killed by signal {s}")),
+            CheckEnd::TimedOut => Some(format!("check timed out after {timeout} s")),
+        }
+    }
 }
 
 impl Service {
@@ -79,10 +102,7 @@ impl Service {
         }
         match r {
             Ok(pid) => {
-                self.check = Checking::Running {
-                    pid,
-                    timed_out: false,
-                };
+                self.check = Checking::Running { pid };
                 acts.push(Act::Do(Effect::Arm(
                     cx.mono + cx.check_timeout,
                     Timer::CheckKill(self.index, pid),
@@ -98,10 +118,8 @@ impl Service {
     }
 
     pub(super) fn check_kill(&mut self, pid: Pid, acts: &mut Vec<Act>) {
-        if let Checking::Running { pid: p, timed_out } = &mut self.check
-            && *p == pid
-        {
-            *timed_out = true;
+        if self.check == (Checking::Running { pid }) {
+            self.check = Checking::Killed { pid };
             say(
                 acts,
                 Level::Debug,
@@ -112,20 +130,18 @@ impl Service {
     }
 
     pub(super) fn check_ended(&mut self, pid: Pid, exit: Exit, cx: &Ctx, acts: &mut Vec<Act>) {
-        let Checking::Running { pid: p, timed_out } = self.check else {
-            return;
+        let end = match self.check {
+            Checking::Running { pid: p } if p == pid => CheckEnd::Exited(exit),
+            Checking::Killed { pid: p } if p == pid => CheckEnd::TimedOut,
+            _ => return,
         };
-        if p != pid {
-            return;
-        }
         say(
             acts,
             Level::Debug,
             Msg::Finished(self.label.clone(), Stage::Check, pid, exit),
         );
         self.check = Checking::Idle;
-        self.last_check = Some(exit);
-        self.last_check_timed_out = timed_out;
+        self.last_check = Some(end);
         if matches!(self.run, Run::Running { .. }) {
             self.ready = match (exit, self.ready) {
                 (Exit::Code(0), Ready::Yes { since }) => Ready::Yes { since },
