@@ -390,10 +390,11 @@ fn build_images() -> Result<Images, String> {
         ctx.join("target/release/dinit"),
     )
     .map_err(|e| format!("copying {}: {e}", env!("CARGO_BIN_EXE_dinit")))?;
-    let link = "docker/rootfs/usr/bin/sv";
-    let target = fs::read_link(repo().join(link)).map_err(|e| format!("{link}: {e}"))?;
-    fs::create_dir_all(ctx.join(link).parent().unwrap()).unwrap();
-    std::os::unix::fs::symlink(target, ctx.join(link)).unwrap();
+    for link in ["docker/rootfs/usr/bin/sv", "docker/rootfs/usr/bin/dinit"] {
+        let target = fs::read_link(repo().join(link)).map_err(|e| format!("{link}: {e}"))?;
+        fs::create_dir_all(ctx.join(link).parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, ctx.join(link)).unwrap();
+    }
     // What the .dockerignore must keep out of the context (target/ holds gigabytes).
     write_file(
         &ctx.join("target/release/deps/big"),
@@ -1468,6 +1469,10 @@ fn distroless_image() {
     assert!(st.stdout.starts_with("run: tick: (pid "), "{st}");
     let ck = c.exec(&["/dinit", "check"]);
     assert_eq!(ck.code, 0, "{ck}");
+    // `dinit` is on PATH (/usr/bin/dinit -> /dinit), in the image without a shell too.
+    let st = c.exec(&["dinit", "status"]);
+    assert_eq!(st.code, 0, "{st}");
+    assert!(st.stdout.starts_with("run: tick: (pid "), "{st}");
     assert!(c.stop() < STOP_LIMIT);
     assert_eq!(c.inspect("{{.State.ExitCode}}"), "0");
     let (o, _) = c.logs();
@@ -1505,12 +1510,17 @@ fn images_are_as_documented() {
             "/bin/sh",
             &img.alpine,
             "-c",
-            "readlink /usr/bin/sv; ls -A /etc/service | wc -l; ls -l /dinit | awk '{print $5}'; pwd",
+            "readlink /usr/bin/sv; readlink /usr/bin/dinit; command -v dinit; \
+             ls -A /etc/service | wc -l; ls -l /dinit | awk '{print $5}'; pwd",
         ],
         LONG,
     );
     let bin_size = fs::metadata(env!("CARGO_BIN_EXE_dinit")).unwrap().len();
-    assert_eq!(o.stdout, format!("/dinit\n0\n{bin_size}\n/\n"), "{o}");
+    assert_eq!(
+        o.stdout,
+        format!("/dinit\n/dinit\n/usr/bin/dinit\n0\n{bin_size}\n/\n"),
+        "{o}"
+    );
     let _ = writeln!(
         std::io::stderr().lock(),
         "tests/docker.rs: binary {bin_size} bytes; image sizes {sizes:?}"
@@ -1534,8 +1544,43 @@ fn user_image_example() {
         false,
         "\"msg\":\"job done\",\"job\":1,\"service\":\"worker\",\"stage\":\"run\"",
     );
+    // docs/image.md, "Control at runtime": every command of that block, in its order.
     let st = c.exec(&["sv", "status", "web", "worker"]);
     assert_eq!(st.code, 0, "{st}");
+    let all = c.exec(&["dinit", "status"]);
+    assert_eq!(all.code, 0, "{all}");
+    let lines: Vec<&str> = all.stdout.lines().collect();
+    assert!(
+        lines.len() == 2
+            && lines[0].starts_with("run: web: (pid ")
+            && lines[1].starts_with("run: worker: (pid "),
+        "{all}"
+    );
+    // runit's `sv status` wants service names: usage, exit 100 (as runit's own sv)
+    let usage = c.exec(&["sv", "status"]);
+    assert_eq!(usage.code, 100, "{usage}");
+    assert!(usage.stderr.contains("usage: sv "), "{usage}");
+    let r = c.exec(&["sv", "restart", "web"]);
+    assert!(
+        r.code == 0 && r.stdout.starts_with("ok: run: web: (pid "),
+        "{r}"
+    );
+    let json = c.exec(&["dinit", "status", "--json"]);
+    assert_eq!(json.code, 0, "{json}");
+    let v: Value =
+        serde_json::from_str(json.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(v["services"].as_array().map(Vec::len), Some(2), "{json}");
+    let down = c.exec(&["dinit", "down", "worker"]);
+    assert_eq!(down.code, 0, "{down}");
+    c.wait_logs("the worker stopped on purpose", LONG, |o, _| {
+        has_msg(o, "worker", "run", "worker stopped after")
+    });
+    assert!(c.running(), "dinit down stopped the container");
+    let up = c.exec(&["dinit", "up", "worker"]);
+    assert_eq!(up.code, 0, "{up}");
+    c.wait_logs("the worker started again", LONG, |o, _| {
+        count(o, "\"job\":1,\"service\":\"worker\"") == 2
+    });
     assert!(c.stop() < STOP_LIMIT);
     assert_eq!(c.inspect("{{.State.ExitCode}}"), "0");
     let (o, e) = c.logs();
