@@ -41,8 +41,11 @@ impl fmt::Display for ControlSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ControlSocket::Off => f.write_str("none"),
-            ControlSocket::Path(p) => write!(f, "{}", p.display()),
-            ControlSocket::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
+            ControlSocket::Path(p) => {
+                use std::os::unix::ffi::OsStrExt;
+                write!(f, "{}", crate::log::Escape(p.as_os_str().as_bytes()))
+            }
+            ControlSocket::Abstract(name) => write!(f, "@{}", crate::log::Escape(name)),
         }
     }
 }
@@ -61,7 +64,14 @@ pub struct Config {
     /// `None`: no limit (the default `0`).
     pub stop_timeout: Option<Duration>,
     pub check_timeout: Duration,
+    /// `DINIT_CHECK_INTERVAL`: how often dinit runs a service's `check` for readiness
+    /// (`None`: `0`, never).
+    pub check_interval: Option<Duration>,
     pub control_socket: ControlSocket,
+    /// `DINIT_MAIN_EXIT_ZERO`: the main program's exit codes that count as 0 (tini's `-e`).
+    pub main_exit_zero: Vec<u8>,
+    /// `DINIT_HTTP_LISTEN`: where to serve probes and metrics (off by default).
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 /// An invalid value: its `Display` is the user's error line (without the `dinit: error:` part).
@@ -80,7 +90,10 @@ impl fmt::Display for Invalid {
         write!(
             f,
             "invalid {} {}: {} must be {}",
-            self.what, self.value, self.var, self.expected
+            self.what,
+            crate::log::Escape(self.value.as_bytes()),
+            self.var,
+            self.expected
         )
     }
 }
@@ -161,6 +174,41 @@ impl Config {
             Some(v) => parse_seconds(&v)
                 .ok_or_else(|| invalid("check timeout", "DINIT_CHECK_TIMEOUT", &v, SECONDS))?,
         };
+        let check_interval = match get("DINIT_CHECK_INTERVAL") {
+            None => Some(Duration::from_secs(5)),
+            Some(v) => {
+                let d = parse_seconds(&v).ok_or_else(|| {
+                    invalid("check interval", "DINIT_CHECK_INTERVAL", &v, SECONDS)
+                })?;
+                (!d.is_zero()).then_some(d)
+            }
+        };
+        let main_exit_zero = match get("DINIT_MAIN_EXIT_ZERO") {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .map(|c| c.trim().parse::<u8>().ok())
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| {
+                    invalid(
+                        "main exit codes",
+                        "DINIT_MAIN_EXIT_ZERO",
+                        &v,
+                        "a comma-separated list of exit codes (0 to 255)",
+                    )
+                })?,
+        };
+        let http_listen = match get("DINIT_HTTP_LISTEN") {
+            None => None,
+            Some(v) => Some(parse_listen(&v).ok_or_else(|| {
+                invalid(
+                    "HTTP listen address",
+                    "DINIT_HTTP_LISTEN",
+                    &v,
+                    "[HOST]:PORT, e.g. :9090, 127.0.0.1:9090 or [::]:9090",
+                )
+            })?),
+        };
         let control_socket = control_socket(get("DINIT_CONTROL_SOCKET").as_deref());
         let dir = cwd.join(get("DINIT_DIR").unwrap_or_else(|| DEFAULT_DIR.to_owned()));
         Ok(Config {
@@ -171,7 +219,10 @@ impl Config {
             policy,
             stop_timeout,
             check_timeout,
+            check_interval,
             control_socket,
+            main_exit_zero,
+            http_listen,
         })
     }
 }
@@ -202,6 +253,16 @@ const MAX_NANOS: i128 = i64::MAX as i128;
 /// Seconds as tozd/dinit reads them (a Go integer literal: sign, `0x`/`0o`/`0b` or leading-`0`
 /// octal, `_` between digits), or a decimal fraction (`0.5`). Zero or negative means "at once";
 /// a value whose nanoseconds overflow int64 is invalid, not wrapped.
+/// `:9090` (every IPv4 address), `0.0.0.0:9090`, `127.0.0.1:9090`, `[::]:9090`.
+pub fn parse_listen(v: &str) -> Option<std::net::SocketAddr> {
+    let v = v.trim();
+    let full = match v.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => v.to_owned(),
+    };
+    full.parse().ok()
+}
+
 pub fn parse_seconds(v: &str) -> Option<Duration> {
     let (negative, body) = match v.as_bytes().first()? {
         b'-' => (true, &v[1..]),
@@ -491,6 +552,39 @@ mod tests {
         assert_eq!(secs("99999999999999999999999"), None);
         assert_eq!(secs("9223372037.5"), None);
         assert_eq!(secs("0x7fffffffffffffff"), None);
+    }
+
+    #[test]
+    fn http_listen() {
+        let l = |v| cfg(&[("DINIT_HTTP_LISTEN", v)]).map(|c| c.http_listen);
+        assert_eq!(l(":9090").unwrap(), Some("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(
+            l("127.0.0.1:8080").unwrap(),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(l("[::]:9090").unwrap(), Some("[::]:9090".parse().unwrap()));
+        assert_eq!(cfg(&[]).unwrap().http_listen, None);
+        for bad in ["9090", "x:1", ":99999", "localhost:80"] {
+            let e = l(bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid HTTP listen address "), "{e}");
+        }
+    }
+
+    #[test]
+    fn main_exit_zero() {
+        assert_eq!(
+            cfg(&[("DINIT_MAIN_EXIT_ZERO", "143, 130")])
+                .unwrap()
+                .main_exit_zero,
+            [143, 130]
+        );
+        assert!(cfg(&[]).unwrap().main_exit_zero.is_empty());
+        for bad in ["256", "x", "1,,2", "-1"] {
+            let e = cfg(&[("DINIT_MAIN_EXIT_ZERO", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("invalid main exit codes "), "{e}");
+        }
     }
 
     #[test]

@@ -58,7 +58,10 @@ impl fmt::Display for Error {
             }
         }
         match &self.subject {
-            Subject::Path(p) => write!(f, "{}", p.display())?,
+            Subject::Path(p) => {
+                use std::os::unix::ffi::OsStrExt;
+                write!(f, "{}", crate::log::Escape(p.as_os_str().as_bytes()))?
+            }
             Subject::Pid(pid) => write!(f, "PID {pid}")?,
             Subject::None => {}
         }

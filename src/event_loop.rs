@@ -21,6 +21,7 @@ use nix::unistd::Pid;
 use signal_hook_mio::v1_0::Signals;
 
 use crate::control::server::Control;
+use crate::http::server::Http;
 use crate::output::pipes::Pipes;
 use crate::output::{Output, Stream};
 use crate::supervise::events::{Event, Timer};
@@ -30,6 +31,7 @@ use crate::supervise::tracer::Tracer;
 use crate::timers::Timers;
 
 mod actions;
+mod web;
 
 pub use actions::ServiceIo;
 
@@ -38,6 +40,7 @@ pub const STDOUT: Token = Token(1);
 pub const STDERR: Token = Token(2);
 pub const CONTROL: Token = Token(3);
 pub const CHILD: Token = Token(4);
+pub const HTTP: Token = Token(5);
 const FIRST_DYNAMIC: usize = 16;
 
 /// Reads of pipes per turn before the loop looks at signals and children again.
@@ -75,13 +78,18 @@ pub struct Loop {
     pub out: Output,
     pub pipes: Pipes,
     pub control: Control,
+    pub http: Http,
     pub timers: Timers<Timer>,
     /// Exec-status pipes being watched: token -> (pid, read end).
     pub exec: HashMap<Token, (Pid, OwnedFd)>,
+    /// `run`s' notification pipes (s6's `notification-fd`): token -> (service, pid, read end).
+    pub notify: HashMap<Token, (usize, Pid, OwnedFd)>,
     /// Per service: its logger pipe, record sources and line counts.
     pub io: Vec<ServiceIo>,
     pub tracer: Tracer,
     pub naming: Naming,
+    /// What the metrics count beyond the state machines.
+    pub stats: web::Stats,
     pub sup: Supervisor,
     /// Events waiting for supervision (effects' outcomes come after their batch).
     pub queue: VecDeque<Event>,
@@ -89,6 +97,9 @@ pub struct Loop {
     waited: Vec<Waited>,
     /// Supervision saw an event this turn: let it settle.
     moved: bool,
+    /// Where the last stdout record of the process whose end is being told ends in stdout's
+    /// queue: its `finished` line waits for that, not for other processes' output.
+    pub finished_mark: u64,
 }
 
 impl Loop {
@@ -106,17 +117,21 @@ impl Loop {
             out,
             pipes: Pipes::new(),
             control,
+            http: Http::off(),
             timers: Timers::default(),
             exec: HashMap::new(),
+            notify: HashMap::new(),
             io: Vec::new(),
             tracer: Tracer::default(),
             naming: Naming::new(Instant::now()),
+            stats: web::Stats::default(),
             sup,
             queue: VecDeque::new(),
             children: Children::Some,
             waited: Vec::new(),
             // The start's effects ran before the first turn: settle once.
             moved: true,
+            finished_mark: 0,
         }
     }
 
@@ -193,6 +208,10 @@ impl Loop {
                         let tokens = &mut self.tokens;
                         self.control.accept(self.poll.registry(), || tokens.fresh());
                     }
+                    HTTP => {
+                        let tokens = &mut self.tokens;
+                        self.http.accept(self.poll.registry(), || tokens.fresh());
+                    }
                     token => self.ready(token),
                 }
             }
@@ -247,8 +266,12 @@ impl Loop {
         }
         if self.exec.contains_key(&token) {
             self.settle_exec(token, false);
+        } else if self.notify.contains_key(&token) {
+            self.notify_ready(token);
         } else if self.control.owns(token) {
             self.control_ready(token);
+        } else if self.http.owns(token) {
+            self.http_ready(token);
         }
     }
 
@@ -268,6 +291,7 @@ impl Loop {
                 Waited::Ended(r) => {
                     if !self.sup.knows(r.pid) {
                         self.naming.reaped(r.name.is_some(), now);
+                        self.stats.orphans_reaped += 1;
                     }
                     self.ended(r);
                 }
@@ -287,13 +311,18 @@ impl Loop {
 
     /// A child ended: whether it ever ran decides what its end means, so its exec status is
     /// learnt first; then its last lines are read, then supervision hears of it.
+    ///
+    /// The events this one leads to are handled before any other (see `reap`), so its
+    /// `finished` line takes the mark of this process's pipes.
     fn ended(&mut self, r: reaper::Reaped) {
+        self.finished_mark = 0;
         if let Some(io) = self.sup.procs.get(r.pid).map(|p| p.io.clone()) {
             if let Some(t) = io.exec {
                 self.settle_exec(t, true);
             }
             for t in io.pipes {
-                self.pipes.drain(t, self.poll.registry(), &mut self.out);
+                let mark = self.pipes.drain(t, self.poll.registry(), &mut self.out);
+                self.finished_mark = self.finished_mark.max(mark);
             }
         }
         self.queue.push_back(Event::Exited(r));
@@ -334,6 +363,8 @@ impl Loop {
 
     fn fire_timers(&mut self, now: Instant) {
         self.control.expire(now, self.poll.registry());
+        self.http.expire(now, self.poll.registry());
+        self.out.note_blocked(now);
         self.out.trim(now);
         if let Some(n) = self.naming.summary(now) {
             crate::warn!(
@@ -351,6 +382,7 @@ impl Loop {
     fn timeout(&self, now: Instant) -> Option<Duration> {
         let t = [
             self.control.next_deadline(),
+            self.http.next_deadline(),
             self.out.trim_deadline(),
             self.naming.deadline(),
         ]

@@ -23,6 +23,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod event_loop;
+pub mod http;
 pub mod log;
 pub mod output;
 pub mod signals;
@@ -46,6 +47,9 @@ const HELP: &str = "\
 dinit: a container init (PID 1) for runit-style service directories.
 
 usage: dinit            run every <DINIT_DIR>/<service>/run (arguments are ignored)
+       dinit -- PROGRAM [ARG...]
+                        the same, and PROGRAM as the service `main`: its end ends the
+                        container with its exit code (tini's use)
        dinit --version  print the version
        dinit --help     print this text
 
@@ -66,6 +70,9 @@ Configuration is read from the environment:
   DINIT_REPARENTING_POLICY  terminate (default), adopt or ignore
   DINIT_CONTROL_SOCKET      control socket: a path (default /run/dinit/control.sock), @name, none
   DINIT_CHECK_TIMEOUT       seconds a check script may take in `dinit check` (default 5)
+  DINIT_MAIN_EXIT_ZERO      exit codes of the main program that count as 0, e.g. 143 (tini's -e)
+  DINIT_CHECK_INTERVAL      seconds between dinit's runs of a service's check (default 5; 0: never)
+  DINIT_HTTP_LISTEN         serve /livez, /readyz, /status, /metrics on [HOST]:PORT (default off)
 ";
 
 /// The whole program: `main.rs` calls only this.
@@ -104,12 +111,27 @@ pub fn main() -> ExitCode {
             _ => {}
         }
     }
-    let code = run();
+    // `dinit -- PROGRAM [ARG...]`: a main program (contract §14); other arguments are ignored
+    // (base images' `CMD ["bash"]`).
+    let main = match args.split_first() {
+        Some((dashes, argv)) if dashes == "--" => match argv.is_empty() {
+            true => {
+                output::early(
+                    Level::Error,
+                    format_args!("invalid command line: -- needs a program to run"),
+                );
+                return ExitCode::from(supervise::exit::DINIT_FAILED);
+            }
+            false => Some(argv),
+        },
+        _ => None,
+    };
+    let code = run(main);
     sink::restore_flags();
     ExitCode::from(code)
 }
 
-fn run() -> u8 {
+fn run(main: Option<&[std::ffi::OsString]>) -> u8 {
     // Before anything is opened: fds 0-2 exist, and nothing inherited leaks into services.
     let closed = sink::ensure_std_fds();
     supervise::spawn::cloexec_inherited_fds();
@@ -123,12 +145,6 @@ fn run() -> u8 {
             return supervise::exit::DINIT_FAILED;
         }
     };
-    // A mask inherited from whoever started dinit would hold back the signals it lives on.
-    let _ = nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&nix::sys::signal::SigSet::empty()),
-        None,
-    );
     // Registered before the first fork: a signal that arrives during start-up waits in the pipe.
     let mut signals = match Signals::new(signals::HANDLED) {
         Ok(s) => s,
@@ -138,6 +154,15 @@ fn run() -> u8 {
         Ok(f) => f,
         Err(e) => return early_fail(format_args!("exiting: signal handlers: {e}")),
     };
+    // A mask inherited from whoever started dinit would hold back the signals it lives on.
+    // Lifted only now that the handlers are in place: a SIGTERM that was pending (blocked)
+    // when dinit started is a shutdown request, not death by the default action.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    supervise::spawn::ignore_signals(signals::IGNORED, libc::SIGRTMIN()..=libc::SIGRTMAX());
     let child = match signals::child_signal() {
         Ok(s) => s,
         Err(e) => return early_fail(format_args!("exiting: signalfd: {}", error::errno_text(e))),
@@ -191,6 +216,16 @@ fn run() -> u8 {
     if let Some(w) = warning {
         warn!(out, "{w}");
     }
+    let http = match cfg.http_listen {
+        Some(addr) => {
+            let (http, warning) = http::server::Http::setup(addr, registry, event_loop::HTTP);
+            if let Some(w) = warning {
+                warn!(out, "{w}");
+            }
+            http
+        }
+        None => http::server::Http::off(),
+    };
     let dir = cfg.dir.clone();
     let now = std::time::Instant::now();
     let sig = event_loop::SignalSources {
@@ -199,10 +234,9 @@ fn run() -> u8 {
         child,
     };
     let mut lp = Loop::new(poll, sig, out, control, Supervisor::new(cfg, now));
-    let effects = match supervise::scan::scan(&dir) {
-        Ok(scan) => lp.sup.start(scan.services, scan.error, now),
-        Err(e) => lp.sup.start(Vec::new(), Some(e), now),
-    };
+    lp.http = http;
+    let (defs, scan_error) = services(&dir, main, &cwd, &mut lp.out);
+    let effects = lp.sup.start(defs, scan_error, now);
     lp.io = lp
         .sup
         .services
@@ -226,6 +260,38 @@ fn run() -> u8 {
             supervise::exit::INTERNAL
         }
     }
+}
+
+/// The services to start: `dir`'s, and the main program's when there is one (then `dir` may
+/// be missing; a service of its own named `main` gives way, with a warning).
+fn services(
+    dir: &std::path::Path,
+    main: Option<&[std::ffi::OsString]>,
+    cwd: &std::path::Path,
+    out: &mut Output,
+) -> (Vec<supervise::scan::ServiceDef>, Option<error::Error>) {
+    use supervise::scan::{MAIN, MainProgram, ServiceDef};
+    let main = main.and_then(|argv| {
+        let terminal = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+        MainProgram::new(argv, std::env::var_os("PATH").as_deref(), terminal)
+    });
+    let (mut defs, scan_error) = match (supervise::scan::scan(dir), &main) {
+        (Ok(scan), _) => (scan.services, scan.error),
+        (Err(e), Some(_)) if e.errno == nix::errno::Errno::ENOENT => (Vec::new(), None),
+        (Err(e), _) => (Vec::new(), Some(e)),
+    };
+    if let Some(main) = main {
+        if let Some(i) = defs.iter().position(|d| d.name == MAIN.as_bytes()) {
+            warn!(
+                out,
+                "{}/{MAIN}: not starting: the name is the main program's (dinit --)",
+                dir.display()
+            );
+            defs.remove(i);
+        }
+        defs.push(ServiceDef::main_program(main, cwd));
+    }
+    (defs, scan_error)
 }
 
 fn early_fail(msg: std::fmt::Arguments<'_>) -> u8 {

@@ -41,6 +41,46 @@ impl Level {
     }
 }
 
+/// Bytes from the outside world (a name, a command line, a value) as they appear in dinit's
+/// own messages: printable text as it is; control characters and invalid UTF-8 escaped (`\n`,
+/// `\x1b`, `\xff`, `\u{85}`), so that no process can forge a dinit line or send escape codes
+/// to a terminal through them, and every message stays one line.
+pub struct Escape<'a>(pub &'a [u8]);
+
+impl std::fmt::Display for Escape<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for chunk in self.0.utf8_chunks() {
+            let valid = chunk.valid();
+            if !valid.chars().any(char::is_control) {
+                f.write_str(valid)?;
+            } else {
+                for c in valid.chars() {
+                    match c {
+                        '\n' => f.write_str("\\n")?,
+                        '\r' => f.write_str("\\r")?,
+                        '\t' => f.write_str("\\t")?,
+                        c if (c as u32) < 0x80 && c.is_control() => {
+                            write!(f, "\\x{:02x}", c as u32)?
+                        }
+                        c if c.is_control() => write!(f, "\\u{{{:x}}}", c as u32)?,
+                        c => f.write_char(c)?,
+                    }
+                }
+            }
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`Escape`] into a `String`.
+pub fn escaped(bytes: &[u8]) -> String {
+    Escape(bytes).to_string()
+}
+
 /// Writes one own message to `buf`: `<ts> dinit: <level>: <message>\n`.
 pub fn format_line(buf: &mut Vec<u8>, ts: &[u8], level: Level, msg: std::fmt::Arguments<'_>) {
     buf.extend_from_slice(ts);
@@ -71,12 +111,21 @@ macro_rules! warn { ($out:expr, $($arg:tt)+) => { $crate::log!($out, $crate::log
 macro_rules! info { ($out:expr, $($arg:tt)+) => { $crate::log!($out, $crate::log::Level::Info, $($arg)+) }; }
 #[macro_export]
 macro_rules! debug { ($out:expr, $($arg:tt)+) => { $crate::log!($out, $crate::log::Level::Debug, $($arg)+) }; }
-/// An info line that must come after the stdout records queued before it (a `finished` line).
-#[macro_export]
-macro_rules! info_after_stdout {
-    ($out:expr, $($arg:tt)+) => {{
-        if $out.enabled($crate::log::Level::Info) {
-            $out.own_after_stdout($crate::log::Level::Info, format_args!($($arg)+));
-        }
-    }};
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escaped(b"web"), "web");
+        assert_eq!(escaped("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(
+            escaped(b"x\n2026-01-01T00:00:00.000Z dinit: error: forged"),
+            "x\\n2026-01-01T00:00:00.000Z dinit: error: forged"
+        );
+        assert_eq!(escaped(b"\x1b[2J\r\t\x7f"), "\\x1b[2J\\r\\t\\x7f");
+        assert_eq!(escaped(b"bad\xff\xfe"), "bad\\xff\\xfe");
+        assert_eq!(escaped("\u{85}".as_bytes()), "\\u{85}");
+        assert!(!escaped(&(0u8..=255).collect::<Vec<_>>()).contains('\n'));
+    }
 }

@@ -59,6 +59,21 @@ pub fn caught_flag() -> std::io::Result<std::sync::Arc<std::sync::atomic::Atomic
     Ok(flag)
 }
 
+/// Signals whose default action would end dinit although nothing asked for that: timers and
+/// I/O notices a process may send (as PID 1 the kernel drops them anyway; as a subreaper they
+/// would kill it), and the real-time signals (`SIGRTMIN..=SIGRTMAX`, added by the caller).
+/// dinit ignores them; children get the default back before exec (`spawn`).
+/// SIGTTIN and SIGTTOU too: once the main program has the terminal's foreground, dinit is a
+/// background process that still writes its own lines there (contract §14).
+pub const IGNORED: [c_int; 6] = [
+    libc::SIGALRM,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGIO,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+];
+
 pub fn meaning(sig: c_int) -> Option<Meaning> {
     match sig {
         libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => Some(Meaning::Shutdown),

@@ -18,7 +18,10 @@
 //! - `<p>/e2e`: scenario service directories under `/svc/<scenario>`, chosen with `DINIT_DIR`
 //!   at `docker run`; `<p>/e2e-health`: the same with `HEALTHCHECK CMD ["/dinit", "check"]`;
 //! - `<p>/e2e-distroless`: the distroless image, a busybox binary but no shell, one service;
-//! - `<p>/user-image`: `examples/user-image`, the walk-through of docs/image.md.
+//! - `<p>/user-image`: `examples/user-image`, the walk-through of docs/image.md;
+//! - `<p>/e2e-main` (built by the first test that needs it): tini's use, `ENTRYPOINT
+//!   ["/dinit", "--"]` and `CMD ["sh", "-c", "exit 5"]` on `<p>/dinit:alpine`, with a sidecar
+//!   service under `/svc/main-sidecar` and a main program `/svc/bin/main-loop`.
 //!
 //! Containers are named `<p>-<test>` and removed by their guard (`docker rm -f`); at exit (an
 //! `atexit` handler) whatever is left and every image built here is removed
@@ -38,6 +41,9 @@ use serde_json::Value;
 
 // Only for `common::skip` (this file has its own helpers for talking to Docker).
 mod common;
+// `docker run -it` needs a terminal.
+#[path = "common/pty.rs"]
+mod pty;
 
 /// Anything that should happen "soon" on a loaded 2-core machine.
 const LONG: Duration = Duration::from_secs(30);
@@ -646,12 +652,18 @@ struct Container {
 impl Container {
     /// `docker run -d --name <p>-<test> <opts> <image>`.
     fn start(test: &str, opts: &[&str], image: &str) -> Container {
+        Container::start_cmd(test, opts, image, &[])
+    }
+
+    /// `docker run -d --name <p>-<test> <opts> <image> <cmd>`.
+    fn start_cmd(test: &str, opts: &[&str], image: &str, cmd: &[&str]) -> Container {
         let name = format!("{}-{test}", images().prefix);
         CONTAINERS.lock().unwrap().push(name.clone());
         let _ = docker(&["rm", "-f", &name]);
         let mut args = vec!["run", "-d", "--name", &name];
         args.extend_from_slice(opts);
         args.push(image);
+        args.extend_from_slice(cmd);
         docker_ok(&args, LONG);
         let mut follower = Command::new("docker")
             .args(["logs", "-f", &name])
@@ -2236,4 +2248,194 @@ fn containerd_ctr_runc_logs_stop_exit_codes_health() {
         return;
     };
     runtime_end_to_end(&rt);
+}
+
+// ---------------------------------------------------------------------------------------------
+// a main program from CMD (contract §14)
+
+/// `<p>/e2e-main`: `ENTRYPOINT ["/dinit", "--"]`, `CMD ["sh", "-c", "exit 5"]`; `/svc/bin/
+/// main-loop` runs until SIGTERM (`main: got SIGTERM`, exit 0); `/svc/main-sidecar/side` is a
+/// long-running service.
+fn main_image() -> &'static str {
+    static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+    let r = IMAGE.get_or_init(|| {
+        let img = images();
+        let ctx = WORKDIR
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("no work dir")
+            .join("e2e-main");
+        write_file(
+            &ctx.join("Dockerfile"),
+            &format!(
+                "FROM {}\nCOPY svc /svc\nENTRYPOINT [\"/dinit\", \"--\"]\nCMD [\"sh\", \"-c\", \"exit 5\"]\n",
+                img.alpine
+            ),
+            0o644,
+        );
+        write_file(
+            &ctx.join("svc/main-sidecar/side/run"),
+            &long_running("side", ""),
+            0o755,
+        );
+        write_file(
+            &ctx.join("svc/bin/main-loop"),
+            "#!/bin/sh\n\
+             trap 'echo \"main: got SIGTERM\"; exit 0' TERM\n\
+             echo \"main: started pid=$$\"\n\
+             while :; do sleep 0.25; done\n",
+            0o755,
+        );
+        let tag = format!("{}/e2e-main:latest", img.prefix);
+        build(&tag, &[], &ctx).map(|_| tag)
+    });
+    match r {
+        Ok(t) => t,
+        Err(e) => panic!("building the main-program image failed: {e}"),
+    }
+}
+
+/// `ENTRYPOINT ["/dinit", "--"]` with the image's `CMD ["sh", "-c", "exit 5"]`: the container
+/// exits 5. A `CMD` given at `docker run` replaces it: its output comes out as JSON records of
+/// service `main` and its code is the container's (3); a program that is not there → 127 with
+/// dinit's one error line.
+#[test]
+fn main_program_from_cmd_exit_code() {
+    require_docker!("main_program_from_cmd_exit_code");
+    let image = main_image();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let c = Container::start("main-cmd", &[], image);
+            assert_eq!(c.exit_code(), 5);
+            let (o, e) = c.logs();
+            assert_eq!((o.as_str(), e.as_str()), ("", ""));
+        });
+        s.spawn(|| {
+            let c = Container::start_cmd(
+                "main-cmd-run",
+                &[],
+                image,
+                &["sh", "-c", "echo hello from CMD; exit 3"],
+            );
+            assert_eq!(c.exit_code(), 3);
+            let (o, e) = c.logs();
+            let r = json_records(&o);
+            assert_eq!(r.len(), 1, "{o}\n{e}");
+            assert!(has_msg(&o, "main", "run", "hello from CMD"), "{o}");
+        });
+        s.spawn(|| {
+            let c = Container::start_cmd("main-cmd-127", &[], image, &["no-such-program"]);
+            assert_eq!(c.exit_code(), 127);
+            let (_, e) = c.logs();
+            assert_eq!(
+                own_messages(
+                    &e,
+                    "exiting: main: no-such-program: no such file or directory"
+                )
+                .len(),
+                1,
+                "{e}"
+            );
+        });
+    });
+}
+
+/// `docker run -it image sh` (driven through a pty, as a person at a terminal): the local
+/// base has no bash, so busybox's `sh` (ash) is the shell. It is the main program under dinit
+/// (PID 1), reads what is typed (`echo hi-$((1+2))` shows `hi-3`), Ctrl-C interrupts its
+/// foreground `sleep` without ending the container, and `exit 7` ends the container with 7.
+#[test]
+fn main_program_interactive_docker_run_it() {
+    require_docker!("main_program_interactive_docker_run_it");
+    let image = main_image();
+    let name = format!("{}-main-it", images().prefix);
+    CONTAINERS.lock().unwrap().push(name.clone());
+    let _ = docker(&["rm", "-f", &name]);
+    struct Remove<'a>(&'a str);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = docker(&["rm", "-f", self.0]);
+        }
+    }
+    let _guard = Remove(&name);
+    let env: Vec<(String, String)> = ["PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut t = pty::Pty::spawn(
+        &[
+            "docker", "run", "-it", "--name", &name, "-e", "PS1=$ ", image, "sh",
+        ],
+        &env,
+    );
+    let at = t.wait_for(0, "$ ", LONG);
+    let init = docker(&["exec", &name, "cat", "/proc/1/comm"]);
+    assert_eq!(init.stdout.trim(), "dinit", "PID 1: {init}");
+    t.type_in("echo hi-$((1+2))\n");
+    let at = t.wait_for(at, "hi-3\r\n", LONG);
+    let at = t.wait_for(at, "$ ", LONG);
+    t.type_in("sleep 100\n");
+    // (Debian's static busybox has no pgrep.)
+    let sleeping = || {
+        let find = "for d in /proc/[0-9]*; do [ \"$(cat $d/comm 2>/dev/null)\" = sleep ] && exit 0; done; exit 1";
+        docker(&["exec", &name, "sh", "-c", find]).code == 0
+    };
+    assert!(wait_until(LONG, sleeping), "{}", t.seen());
+    t.type_in("\x03");
+    let at = t.wait_for(at, "$ ", LONG);
+    assert!(wait_until(LONG, || !sleeping()), "{}", t.seen());
+    t.type_in("echo alive\n");
+    t.wait_for(at, "alive\r\n", LONG);
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &name])
+            .stdout
+            .trim(),
+        "true",
+        "Ctrl-C ended the container:\n{}",
+        t.seen()
+    );
+    t.type_in("exit 7\n");
+    assert_eq!(t.wait_exit(LONG), 7, "{}", t.seen());
+    let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", &name]);
+    assert_eq!(code.stdout.trim(), "7", "{code}");
+}
+
+/// `docker stop` of a main program with a sidecar service: dinit stops both gracefully (both
+/// TERM handlers run, their lines in `docker logs`), well within the stop timeout, exit 0.
+#[test]
+fn main_program_and_sidecar_docker_stop() {
+    require_docker!("main_program_and_sidecar_docker_stop");
+    let image = main_image();
+    let c = Container::start_cmd(
+        "main-stop",
+        &[
+            "-e",
+            "DINIT_DIR=/svc/main-sidecar",
+            "-e",
+            "DINIT_LOG_LEVEL=info",
+        ],
+        image,
+        &["/svc/bin/main-loop"],
+    );
+    c.wait_logs("main and side started", LONG, |o, _| {
+        has_msg(o, "main", "run", "main: started") && has_msg(o, "side", "run", "side: started")
+    });
+    let took = c.stop();
+    assert!(took < STOP_LIMIT, "docker stop took {took:?}");
+    assert_eq!(c.inspect("{{.State.ExitCode}}"), "0");
+    let (o, e) = c.logs();
+    json_records(&o);
+    assert!(has_msg(&o, "main", "run", "main: got SIGTERM"), "{o}\n{e}");
+    assert!(has_msg(&o, "side", "run", "side: got SIGTERM"), "{o}\n{e}");
+    for needle in [
+        "dinit: info: got signal 15, terminating services",
+        "dinit: info: main/run: sending SIGTERM to PID ",
+        "dinit: info: side/run: sending SIGTERM to PID ",
+        "dinit: info: dinit exiting with status 0",
+    ] {
+        assert!(e.contains(needle), "no {needle:?} on stderr:\n{e}");
+    }
+    assert!(!e.contains("SIGKILL"), "something was killed:\n{e}");
 }

@@ -340,7 +340,15 @@ fn text_mode_stdout() {
     );
     assert!(t.iter().all(|t| t.name == "a" && t.stage == "run"));
     assert_eq!(split_lines(&r.stdout()).len(), 4, "{}", r.dump());
-    assert!(r.own_texts("warning").is_empty(), "{}", r.dump());
+    // The one warning is why the container stopped (contract §6).
+    let warnings = r.own_texts("warning");
+    assert!(
+        warnings.len() == 1
+            && warnings[0].starts_with("a/run: PID ")
+            && warnings[0].ends_with(" finished with status 0, stopping all services"),
+        "{}",
+        r.dump()
+    );
 }
 
 /// A service with all of run, log/run and terminate writing to stdout and stderr; shutdown by
@@ -701,8 +709,12 @@ fn info_lines() {
         .reported_pid("a/run")
         .unwrap_or_else(|| panic!("{}", r.dump()));
     assert!(r.has_own("info", "a/run: starting"), "{}", r.dump());
+    // Its end stops the container: a warning instead of the info line (contract §6).
     assert!(
-        r.has_own("info", &format!("a/run: PID {pid} finished with status 0")),
+        r.has_own(
+            "warning",
+            &format!("a/run: PID {pid} finished with status 0, stopping all services")
+        ),
         "{}",
         r.dump()
     );
@@ -724,7 +736,8 @@ fn lines_before_finished_line() {
     let fin = lines
         .iter()
         .position(|l| {
-            l.contains("dinit: info: a/run: PID ") && l.contains("finished with status 0")
+            l.contains("dinit: warning: a/run: PID ")
+                && l.contains("finished with status 0, stopping all services")
         })
         .unwrap_or_else(|| panic!("no finished line\n{}", r.dump()));
     let last_out = lines

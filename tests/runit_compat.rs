@@ -194,7 +194,9 @@ fn finish_args_after_exit_0() {
     let run_end = own
         .iter()
         .position(|o| {
-            o.text.starts_with("a/run: PID ") && o.text.ends_with("finished with status 0")
+            o.text.starts_with("a/run: PID ")
+                && o.text
+                    .ends_with("finished with status 0, stopping all services")
         })
         .unwrap_or_else(|| panic!("no a/run finished line\n{}", r.dump()));
     let fin_start = own

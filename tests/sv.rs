@@ -563,7 +563,10 @@ fn signal_commands_reach_run() {
     let mut dp = d.p;
     assert_eq!(dp.wait_exit(LONG), 3, "{}", dp.dump());
     assert!(
-        dp.has_own("info", &format!("a/run: PID {da} finished with signal 9")),
+        dp.has_own(
+            "warning",
+            &format!("a/run: PID {da} finished with signal 9, stopping all services")
+        ),
         "{}",
         dp.dump()
     );

@@ -29,6 +29,10 @@ impl Checked {
 
 /// `<dir>/check` if it is an executable file (runit runs it; a plain file is ignored).
 fn check_script(dir: &Path) -> Option<PathBuf> {
+    // No directory (the main program's): nothing to run, not `./check`.
+    if dir.as_os_str().is_empty() {
+        return None;
+    }
     let path = dir.join("check");
     let m = std::fs::metadata(&path).ok()?;
     (m.is_file() && m.permissions().mode() & 0o111 != 0).then_some(path)

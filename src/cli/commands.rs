@@ -82,7 +82,7 @@ impl From<Failure> for Exit {
 }
 
 const USAGE_STATUS: &str = "dinit status [--json] [SERVICE...]";
-const USAGE_CHECK: &str = "dinit check [SERVICE...]";
+const USAGE_CHECK: &str = "dinit check [--ready] [SERVICE...]";
 const USAGE_CHANGE: &str = "dinit up|down|restart [-w SEC] SERVICE...";
 const USAGE_SIGNAL: &str = "dinit signal SIG SERVICE...";
 const USAGE_SHUTDOWN: &str = "dinit shutdown";
@@ -172,7 +172,8 @@ fn check_reason(s: &ServiceStatus) -> Option<String> {
 }
 
 fn check(dinit: &Dinit, args: &[String]) -> Result<u8, Exit> {
-    let (_, names) = split_args(args, &[], &[], USAGE_CHECK)?;
+    let (flags, names) = split_args(args, &["--ready"], &[], USAGE_CHECK)?;
+    let want_ready = !flags.is_empty();
     let (timeout, timeout_text) = check_timeout().map_err(Exit::Message)?;
     let st = dinit.status_as(&Request::Check { services: names })?;
     if st.dinit.state == protocol::DinitState::Stopping {
@@ -185,7 +186,11 @@ fn check(dinit: &Dinit, args: &[String]) -> Result<u8, Exit> {
     let mut runs = Vec::new();
     let mut lines: Vec<Option<String>> = Vec::new();
     for s in &st.services {
-        let reason = check_reason(s);
+        // `--ready`: a running service must also be ready (contract §15).
+        let reason = check_reason(s).or_else(|| {
+            (want_ready && s.state == State::Running && !s.ready)
+                .then(|| format!("{}: not ready", s.name))
+        });
         if reason.is_none() && s.state == State::Running {
             runs.push(start_check(Path::new(&s.dir), s.pid, Stdio::inherit()));
         } else {
@@ -266,11 +271,14 @@ fn change(dinit: &Dinit, cmd: &str, args: &[String]) -> Result<u8, Exit> {
 }
 
 /// Whether `-w` is done waiting for `s` after `cmd`.
+/// Whether `-w` is done waiting for `s` after `cmd`: down, or running and ready (contract
+/// §15: ready once executed for a service without `notification-fd` or `check`).
 fn arrived(cmd: &str, s: &ServiceStatus, before: Option<&ServiceStatus>) -> bool {
+    let up = s.state == State::Running && s.ready;
     match cmd {
         "down" => s.state == State::Down,
-        "up" => s.state == State::Running,
-        _ => s.state == State::Running && before.is_none_or(|b| is_new_run(s, b)),
+        "up" => up,
+        _ => up && before.is_none_or(|b| is_new_run(s, b)),
     }
 }
 
@@ -350,7 +358,7 @@ mod tests {
         let same = a.clone();
         assert!(!is_new_run(&same, &a));
         let later = svc(
-            json!({"name": "a", "state": "running", "pid": 3, "since": "2026-01-01T00:00:00.001Z"}),
+            json!({"name": "a", "state": "running", "pid": 3, "since": "2026-01-01T00:00:00.001Z", "ready": true}),
         );
         assert!(is_new_run(&later, &a));
         let other = svc(
@@ -363,6 +371,11 @@ mod tests {
         assert!(!arrived("restart", &same, Some(&a)));
         assert!(arrived("down", &was_down, None));
         assert!(!arrived("up", &was_down, None));
+        // Running is not enough for `-w`: ready (contract §15).
+        let unready = svc(json!({"name": "a", "state": "running", "pid": 5, "ready": false}));
+        assert!(!arrived("up", &unready, None));
+        assert!(!arrived("restart", &unready, Some(&a)));
+        assert!(arrived("up", &later, None));
     }
 
     /// A one-connection fake server: checks the request line, answers `response` (no newline:

@@ -102,6 +102,8 @@ pub mod tests {
             log: None,
             lines: Streams::default(),
             bytes: Streams::default(),
+            ready: state == State::Running,
+            ready_since: None,
         }
     }
 

@@ -225,14 +225,16 @@ fn satisfied(
     check: &mut dyn FnMut(&ServiceStatus) -> bool,
 ) -> bool {
     let running = s.state == State::Running;
+    // `-w start` and the restarts wait for ready, not just running (contract §15).
+    let up = running && s.ready;
     acts.chars().all(|a| match a {
-        'u' => running && check(s),
+        'u' => up && check(s),
         'd' | 'x' => s.state == State::Down,
         'C' => !running || check(s),
         // Restarted since the command (another pid or a later start), or down for good.
         't' | 'k' => {
             (s.state == State::Down && s.down_on_purpose())
-                || (running && is_new_run(s, before) && check(s))
+                || (up && is_new_run(s, before) && check(s))
         }
         // Signals with nothing to wait for (dinit does not report `paused`).
         _ => true,
@@ -783,6 +785,12 @@ mod tests {
         assert!(!satisfied("tcu", &down_purpose, &before, &mut pass));
         assert!(satisfied("tc", &down_purpose, &before, &mut pass));
         assert!(satisfied("h", &running, &before, &mut fail));
+        let mut unready = running.clone();
+        unready.ready = false;
+        assert!(
+            !satisfied("u", &unready, &before, &mut pass),
+            "running but not ready"
+        );
     }
 
     #[test]

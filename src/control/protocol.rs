@@ -270,6 +270,11 @@ pub struct ServiceStatus {
     pub log: Option<LogStatus>,
     pub lines: Streams,
     pub bytes: Streams,
+    /// Ready (contract §15): its notification came, its `check` passed, or it was executed;
+    /// a service down on purpose counts as ready.
+    pub ready: bool,
+    /// Since when it is ready (RFC 3339, ms); null when not ready or down.
+    pub ready_since: Option<String>,
 }
 
 impl ServiceStatus {
@@ -410,6 +415,8 @@ impl ServiceStatus {
             })),
             "lines": streams(self.lines),
             "bytes": streams(self.bytes),
+            "ready": self.ready,
+            "ready_since": self.ready_since,
         })
     }
 
@@ -462,6 +469,11 @@ impl ServiceStatus {
             log,
             lines: streams("lines"),
             bytes: streams("bytes"),
+            ready: v.get("ready").and_then(Value::as_bool).unwrap_or(false),
+            ready_since: v
+                .get("ready_since")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         })
     }
 }
@@ -678,6 +690,8 @@ mod tests {
                     stderr: 4,
                 },
                 bytes: Streams::default(),
+                ready: true,
+                ready_since: None,
             }],
             orphans: vec![],
         }

@@ -14,7 +14,7 @@ use crate::output::pipes::Counts;
 use crate::supervise::events::{Ask, Op, Refusal};
 use crate::supervise::exit::{DISABLED, Exit};
 use crate::supervise::proctab::Role;
-use crate::supervise::service::{After, Down, Log, Run, Service};
+use crate::supervise::service::{After, Down, Log, Ready, Run, Service};
 use crate::supervise::supervisor::Supervisor;
 
 /// What a request is.
@@ -170,9 +170,19 @@ fn service(
             since_s: secs(since),
         }
     });
-    ServiceStatus {
-        name: s.label.to_string(),
-        dir: s.def.dir.to_string_lossy().into_owned(),
+    let ready_since = match (s.run, s.ready) {
+        (Run::Running { .. }, Ready::Yes { since }) => Some(stamp(since)),
+        _ => None,
+    };
+    let mut st = ServiceStatus {
+        ready: false,
+        ready_since,
+        name: s.def.name_text(),
+        // The main program has no service directory (and no `check` to run).
+        dir: match s.def.main {
+            Some(_) => String::new(),
+            None => s.def.dir.to_string_lossy().into_owned(),
+        },
         state,
         pid: pid.map(|p| p.as_raw() as u32),
         since: stamp(since),
@@ -190,5 +200,8 @@ fn service(
             stdout: out.bytes,
             stderr: err.bytes,
         },
-    }
+    };
+    // A service down on purpose counts as ready.
+    st.ready = st.ready_since.is_some() || st.down_on_purpose();
+    st
 }

@@ -24,7 +24,7 @@ use crate::supervise::events::{Effect, Event, Program, SpawnError};
 use crate::supervise::messages::Msg;
 use crate::supervise::orphans;
 use crate::supervise::proctab::{Io, Role};
-use crate::supervise::scan::ServiceDef;
+use crate::supervise::scan::{Readiness, ServiceDef};
 use crate::supervise::spawn::{self, Input, Spec, StdoutTo};
 use crate::{error, log, warn};
 
@@ -75,7 +75,8 @@ impl Loop {
             Effect::Say(level, msg) => log!(self.out, level, "{msg}"),
             Effect::SayAfterStdout(level, msg) => {
                 if self.out.enabled(level) {
-                    self.out.own_after_stdout(level, format_args!("{msg}"));
+                    let after = self.finished_mark;
+                    self.out.own_after(after, level, format_args!("{msg}"));
                 }
             }
             Effect::ReleaseLoggerInput(i) => {
@@ -122,6 +123,15 @@ impl Loop {
                     );
                 }
             }
+            Effect::KillAll(pids) => {
+                if std::process::id() == 1 {
+                    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+                } else {
+                    for pid in pids {
+                        let _ = kill(pid, Signal::SIGKILL);
+                    }
+                }
+            }
             Effect::Wind => {
                 self.pipes.drain_all(self.poll.registry(), &mut self.out);
                 self.control.remove();
@@ -149,18 +159,48 @@ impl Loop {
     fn spawn_program(&mut self, svc: usize, program: Program) -> Result<(Pid, Io), SpawnError> {
         let def = self.sup.services[svc].def.clone();
         let io = &mut self.io[svc];
-        let (path, cwd) = match program {
-            Program::Log => (def.log_run_path(), def.log_dir()),
-            Program::Run => (def.run_path(), def.dir.clone()),
-            Program::Finish(_) => (def.finish_path(), def.dir.clone()),
-            Program::Term(_) => (def.terminate_path(), def.dir.clone()),
+        let main = def.main.as_ref();
+        let (path, cwd) = match (program, main) {
+            // The main program has no directory of its own: no finish, no terminate.
+            (Program::Finish(_) | Program::Term(_) | Program::Log | Program::Check(_), Some(_)) => {
+                return Err(SpawnError::Absent);
+            }
+            (Program::Run, Some(m)) => {
+                (m.path.clone().map_err(SpawnError::Failed)?, def.dir.clone())
+            }
+            (Program::Log, None) => (def.log_run_path(), def.log_dir()),
+            (Program::Run, None) => (def.run_path(), def.dir.clone()),
+            (Program::Finish(_), None) => (def.finish_path(), def.dir.clone()),
+            (Program::Term(_), None) => (def.terminate_path(), def.dir.clone()),
+            (Program::Check(_), None) => (def.check_path(), def.dir.clone()),
         };
-        if matches!(program, Program::Finish(_) | Program::Term(_)) && !spawn::exists(&path) {
+        let optional = matches!(
+            program,
+            Program::Finish(_) | Program::Term(_) | Program::Check(_)
+        );
+        if optional && !spawn::exists(&path) {
             // A missing `terminate` or `finish` is not started at all, which spares a fork.
             return Err(SpawnError::Absent);
         }
         let mut stdin = Input::Null;
         let mut stdout = StdoutTo::Pipe;
+        if let Program::Check(_) = program {
+            // As runit's `sv check`: its stdout goes nowhere; its stderr is relayed.
+            stdout = StdoutTo::Null;
+        }
+        // s6's notification fd: `run` gets the write end as that fd, dinit watches the other.
+        let mut notify = None;
+        if let (Program::Run, Readiness::Notify(n)) = (program, def.readiness) {
+            notify = Some((spawn::pipe().map_err(SpawnError::Failed)?, n));
+        }
+        if let Some(m) = main {
+            // The main program reads dinit's stdin (as under tini); with a terminal it gets
+            // dinit's stdout and stderr too, and the foreground.
+            stdin = Input::Inherit;
+            if m.terminal {
+                stdout = StdoutTo::Terminal;
+            }
+        }
         if program == Program::Run && def.has_logger {
             if io.logger.as_ref().is_none_or(|p| p.write.is_none()) {
                 let (read, write) = spawn::pipe().map_err(SpawnError::LoggerPipe)?;
@@ -183,9 +223,11 @@ impl Loop {
             };
         }
         let (args, env) = match program {
-            Program::Finish(exit) => (exit.finish_args().to_vec(), vec![]),
+            Program::Finish(exit) => (exit.finish_args().map(Into::into).to_vec(), vec![]),
             Program::Term(pid) => (vec![], vec![("DINIT_PID", pid.to_string())]),
-            _ => (vec![], vec![]),
+            Program::Run => (main.map(|m| m.args.clone()).unwrap_or_default(), vec![]),
+            Program::Log => (vec![], vec![]),
+            Program::Check(pid) => (vec![], vec![("DINIT_PID", pid.to_string())]),
         };
         let (out_src, err_src) = match program {
             Program::Run => (io.src_run.clone(), io.src_run.clone()),
@@ -196,8 +238,18 @@ impl Loop {
             }
         };
         let counts = io.counts.clone();
+        let (notify_read, extra) = match notify {
+            Some(((read, write), n)) => (Some(read), Some((write, n))),
+            None => (None, None),
+        };
+        let argv0 = match program {
+            Program::Check(_) => Some(std::ffi::OsStr::new("./check")),
+            _ => main.map(|m| m.name.as_os_str()),
+        };
         let child = spawn::spawn(Spec {
             program: &path,
+            argv0,
+            extra,
             args: &args,
             cwd: &cwd,
             stdin,
@@ -205,11 +257,14 @@ impl Loop {
             env: &env,
         })
         .map_err(SpawnError::Failed)?;
+        if let Some(read) = notify_read {
+            self.watch_notify(svc, child.pid, read);
+        }
         let label = self.sup.services[svc].label.clone();
         let mut pipes = Vec::with_capacity(2);
         for (fd, stream, src, n) in [
             (child.stdout, Stream::Stdout, out_src, 0),
-            (Some(child.stderr), Stream::Stderr, err_src, 1),
+            (child.stderr, Stream::Stderr, err_src, 1),
         ] {
             if let Some(fd) = fd {
                 pipes.extend(self.watch(fd, stream, src, counts[n].clone(), &label));
@@ -268,6 +323,62 @@ impl Loop {
         }
     }
 
+    /// Watches the read end of `run`'s notification pipe; a newline there makes it ready.
+    fn watch_notify(&mut self, svc: usize, pid: Pid, read: OwnedFd) {
+        let token = self.tokens.fresh();
+        let ok = crate::output::pipes::set_nonblocking(&read).is_ok()
+            && self
+                .poll
+                .registry()
+                .register(
+                    &mut SourceFd(&read.as_raw_fd()),
+                    token,
+                    mio::Interest::READABLE,
+                )
+                .is_ok();
+        if ok {
+            self.notify.insert(token, (svc, pid, read));
+        }
+    }
+
+    /// The notification pipe of service `svc`'s `run` is readable: a newline says ready; EOF
+    /// (or an error) ends the watch.
+    pub fn notify_ready(&mut self, token: Token) {
+        let Some((svc, pid, fd)) = self.notify.get(&token) else {
+            return;
+        };
+        let (svc, pid) = (*svc, *pid);
+        let mut buf = [0u8; 512];
+        let (mut ready, mut done) = (false, false);
+        loop {
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) => {
+                    done = true;
+                    break;
+                }
+                Ok(n) => ready |= buf[..n].contains(&b'\n'),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => break,
+                Err(_) => {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        // Readiness is said once: the pipe is of no more use after the newline.
+        if (ready || done)
+            && let Some((_, _, fd)) = self.notify.remove(&token)
+        {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
+        if ready {
+            self.deliver(Event::Notified { svc, pid });
+        }
+    }
+
     /// The adopted process writes into its capture's pipes: watch them as `<name>/<pid>`.
     fn watch_adopted(&mut self, pid: Pid) -> Event {
         let mut pipes = Vec::new();
@@ -294,7 +405,10 @@ impl Loop {
         let own_uid = nix::unistd::getuid().as_raw();
         for incoming in requests {
             let route = match incoming.request {
-                Ok(req) => status::route(req, incoming.uid, own_uid),
+                Ok(req) => {
+                    self.stats.request(req.name());
+                    status::route(req, incoming.uid, own_uid)
+                }
                 Err(e) => Route::Refuse(e),
             };
             match route {

@@ -2,9 +2,13 @@
 //!
 //! [`Output`] owns dinit's two queues and its own messages. The two streams flow independently
 //! (a stalled stdout reader must not hold back stderr, where dinit says what it does), with one
-//! exception: the line that says a process ended waits until every stdout record queued before
-//! it is written ([`Output::own_after_stdout`]), so a process's lines come before its `finished`
-//! line whatever the readers of fds 1 and 2 do.
+//! exception: the line that says a process ended waits until that process's last stdout record
+//! is written ([`Output::own_after`]), so a process's lines come before its `finished` line
+//! whatever the readers of fds 1 and 2 do, and another service's output does not hold it back.
+//!
+//! dinit's own messages are bounded (contract §13): while a stream is stalled they queue up to
+//! [`OWN_LIMIT`]; past that they are counted, and one warning says how many were dropped once
+//! the stream moves again. Service lines are never dropped (they wait in their pipes).
 
 pub mod clock;
 pub mod json;
@@ -37,6 +41,10 @@ impl Stream {
     }
 }
 
+/// Own messages kept while a stream is stalled, in bytes (held, and queued on stderr beyond the
+/// service records' own bound).
+pub const OWN_LIMIT: usize = 1 << 20;
+
 pub struct Output {
     level: Level,
     json: bool,
@@ -45,6 +53,11 @@ pub struct Output {
     err: Sink,
     /// Own lines that wait for stdout: (stdout offset that must be written first, the line).
     held: VecDeque<(u64, Vec<u8>)>,
+    held_bytes: usize,
+    /// Own messages dropped at the bound, and which stream's stall dropped them.
+    dropped: Option<(u64, Stream)>,
+    /// Per stream: since when its pipes are paused by backpressure, and for how long before.
+    blocked: [(Option<Instant>, std::time::Duration); 2],
 }
 
 impl Output {
@@ -57,6 +70,9 @@ impl Output {
             out: Sink::open(1, "stdout"),
             err: Sink::open(2, "stderr"),
             held: VecDeque::new(),
+            held_bytes: 0,
+            dropped: None,
+            blocked: Default::default(),
         };
         for (i, was_closed) in closed.into_iter().enumerate() {
             if was_closed {
@@ -87,26 +103,44 @@ impl Output {
     pub fn own(&mut self, level: Level, msg: fmt::Arguments<'_>) {
         if !self.held.is_empty() {
             // Own messages keep their order: behind a held `finished` line, wait with it.
-            return self.hold(level, msg);
+            return self.hold(0, level, msg);
+        }
+        if self.err.pending() >= sink::HIGH_WATER + OWN_LIMIT {
+            return self.drop_own(Stream::Stderr);
         }
         let ts = self.clock.now();
         log::format_line(self.queue(Stream::Stderr), &ts, level, msg);
     }
 
-    fn hold(&mut self, level: Level, msg: fmt::Arguments<'_>) {
+    fn hold(&mut self, after: u64, level: Level, msg: fmt::Arguments<'_>) {
+        if self.held_bytes >= OWN_LIMIT {
+            return self.drop_own(Stream::Stdout);
+        }
         let ts = self.clock.now();
         let mut line = Vec::with_capacity(96);
         log::format_line(&mut line, &ts, level, msg);
-        self.held.push_back((self.out.queued_total(), line));
+        self.held_bytes += line.len();
+        self.held.push_back((after, line));
     }
 
-    /// An own message that must not overtake the stdout records queued so far (the
-    /// `finished` line of a process whose last lines are still on their way).
-    pub fn own_after_stdout(&mut self, level: Level, msg: fmt::Arguments<'_>) {
-        if self.out.queued_total() <= self.out.written_total() && self.held.is_empty() {
+    fn drop_own(&mut self, stalled: Stream) {
+        let (n, _) = self.dropped.get_or_insert((0, stalled));
+        *n += 1;
+    }
+
+    /// An own message that must come after the stdout records queued up to stream offset
+    /// `after` (the `finished` line of a process whose last lines end there; see
+    /// [`Output::stdout_mark`]).
+    pub fn own_after(&mut self, after: u64, level: Level, msg: fmt::Arguments<'_>) {
+        if after <= self.out.written_total() && self.held.is_empty() {
             return self.own(level, msg);
         }
-        self.hold(level, msg);
+        self.hold(after, level, msg);
+    }
+
+    /// Where stdout's queue ends now: a record queued later comes after this offset.
+    pub fn stdout_mark(&self) -> u64 {
+        self.out.queued_total()
     }
 
     /// The queue to append records to.
@@ -146,12 +180,56 @@ impl Output {
             .is_some_and(|h| stdout_gone || h.0 <= written)
         {
             if let Some((_, line)) = self.held.pop_front() {
+                self.held_bytes -= line.len();
                 self.err.buf().extend_from_slice(&line);
             }
         }
         if let Some(e) = self.err.write_up_to(u64::MAX) {
             self.report_broken(Stream::Stderr, e);
         }
+        // Once the stream moves again (what was kept is out), one line says what was lost.
+        if let Some((n, stalled)) = self.dropped
+            && self.held.is_empty()
+            && self.err.pending() < sink::HIGH_WATER
+        {
+            self.dropped = None;
+            crate::warn!(
+                self,
+                "{n} messages dropped while {} was blocked",
+                stalled.name()
+            );
+        }
+    }
+
+    /// Notes, once a turn, whether each stream holds its pipes back (for the metrics).
+    pub fn note_blocked(&mut self, now: Instant) {
+        for (i, over) in [self.out.over_limit(), self.err.over_limit()]
+            .into_iter()
+            .enumerate()
+        {
+            let (since, total) = &mut self.blocked[i];
+            match (over, *since) {
+                (true, None) => *since = Some(now),
+                (false, Some(t)) => {
+                    *total += now.saturating_duration_since(t);
+                    *since = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Seconds each stream (stdout, stderr) held its pipes back, up to `now`.
+    pub fn blocked_seconds(&self, now: Instant) -> [f64; 2] {
+        self.blocked.map(|(since, total)| {
+            (total + since.map_or_else(Default::default, |t| now.saturating_duration_since(t)))
+                .as_secs_f64()
+        })
+    }
+
+    /// Bytes queued for stdout and stderr.
+    pub fn queued(&self) -> [usize; 2] {
+        [self.out.pending(), self.err.pending()]
     }
 
     /// When a sink's buffer is due for [`Output::trim`].

@@ -38,6 +38,8 @@ struct Pipe {
     splitter: LineSplitter,
     /// On the `ready` list.
     queued: bool,
+    /// stdout's queue offset after this pipe's last record (0: none yet).
+    mark: u64,
     counts: Rc<std::cell::Cell<Counts>>,
 }
 
@@ -54,6 +56,8 @@ enum ReadOutcome {
 
 pub struct Pipes {
     pipes: HashMap<Token, Pipe>,
+    /// The marks of pipes that reached EOF before their process's end was told.
+    closed: HashMap<Token, u64>,
     ready: VecDeque<Token>,
     scratch: Box<[u8]>,
     fmt: Formatter,
@@ -69,6 +73,7 @@ impl Pipes {
     pub fn new() -> Pipes {
         Pipes {
             pipes: HashMap::new(),
+            closed: HashMap::new(),
             ready: VecDeque::new(),
             scratch: vec![0; READ_SIZE].into_boxed_slice(),
             fmt: Formatter::default(),
@@ -95,6 +100,7 @@ impl Pipes {
                 src,
                 splitter: LineSplitter::new(),
                 queued: true,
+                mark: 0,
                 counts,
             },
         );
@@ -129,7 +135,15 @@ impl Pipes {
             let Some(token) = self.ready.pop_front() else {
                 break;
             };
-            let outcome = self.read_pipe(token, registry, out, READS_PER_TURN.min(budget), false);
+            let mut mark = 0;
+            let outcome = self.read_pipe(
+                token,
+                registry,
+                out,
+                READS_PER_TURN.min(budget),
+                false,
+                &mut mark,
+            );
             budget = budget.saturating_sub(READS_PER_TURN);
             match outcome {
                 ReadOutcome::More => self.ready.push_back(token),
@@ -147,10 +161,13 @@ impl Pipes {
 
     /// Reads `token`'s pipe until it is empty, ignoring backpressure (bounded by the pipe's own
     /// capacity): a process that ended gets its last lines out before its `finished` line.
-    pub fn drain(&mut self, token: Token, registry: &Registry, out: &mut Output) {
+    /// Returns where its last stdout record ends in stdout's queue (0: it wrote none).
+    pub fn drain(&mut self, token: Token, registry: &Registry, out: &mut Output) -> u64 {
+        let mut mark = self.closed.remove(&token).unwrap_or(0);
         if self.pipes.contains_key(&token) {
-            let _ = self.read_pipe(token, registry, out, usize::MAX, true);
+            let _ = self.read_pipe(token, registry, out, usize::MAX, true, &mut mark);
         }
+        mark
     }
 
     /// Ready pipes that can be read now (their queue has room).
@@ -166,7 +183,7 @@ impl Pipes {
     pub fn drain_all(&mut self, registry: &Registry, out: &mut Output) {
         let tokens: Vec<Token> = self.pipes.keys().copied().collect();
         for t in tokens {
-            self.drain(t, registry, out);
+            let _ = self.drain(t, registry, out);
         }
     }
 
@@ -177,6 +194,7 @@ impl Pipes {
         out: &mut Output,
         max_reads: usize,
         force: bool,
+        mark: &mut u64,
     ) -> ReadOutcome {
         let Some(p) = self.pipes.get_mut(&token) else {
             return ReadOutcome::Empty;
@@ -188,6 +206,7 @@ impl Pipes {
         };
         let json = out.json() && p.stream == Stream::Stdout;
         let mut counts = p.counts.get();
+        let lines_before = counts.lines;
         let mut outcome = ReadOutcome::More;
         for _ in 0..max_reads {
             if !force && out.over_limit(target) {
@@ -252,9 +271,16 @@ impl Pipes {
             break;
         }
         p.counts.set(counts);
+        if target == Stream::Stdout && counts.lines != lines_before {
+            p.mark = out.stdout_mark();
+        }
+        *mark = p.mark;
         match outcome {
             ReadOutcome::Closed => {
                 let _ = registry.deregister(&mut SourceFd(&p.fd.as_raw_fd()));
+                if p.mark > 0 && !force {
+                    self.closed.insert(token, p.mark);
+                }
                 self.pipes.remove(&token);
             }
             ReadOutcome::Empty => p.queued = false,

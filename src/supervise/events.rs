@@ -34,6 +34,8 @@ pub enum Program {
     Finish(Exit),
     /// `terminate` with `DINIT_PID` of the `run` to stop.
     Term(Pid),
+    /// `check` with `DINIT_PID` of the `run` it checks (readiness).
+    Check(Pid),
 }
 
 impl Program {
@@ -43,6 +45,7 @@ impl Program {
             Program::Log => Stage::Log,
             Program::Finish(_) => Stage::Finish,
             Program::Term(_) => Stage::Term,
+            Program::Check(_) => Stage::Check,
         }
     }
 }
@@ -148,6 +151,11 @@ pub enum Event {
     },
     /// The outcome of [`Effect::Scan`].
     Scanned(Scan),
+    /// `run` of service `svc` (this pid) wrote a newline to its notification fd: it is ready.
+    Notified {
+        svc: usize,
+        pid: Pid,
+    },
     /// A turn of the loop is over: move the phases on (once per turn, not per event).
     Settle,
 }
@@ -188,6 +196,9 @@ pub enum Effect {
     Release(Pid),
     /// Everything is over: read every pipe to its end, close the control socket.
     Wind,
+    /// The drain's time is up: as PID 1, `kill(-1, SIGKILL)` (every process of the namespace);
+    /// as a subreaper, SIGKILL to these (its own descendants only).
+    KillAll(Vec<Pid>),
 }
 
 /// Named deadlines. A timer is never cancelled: its handler checks that the state it was armed
@@ -202,6 +213,12 @@ pub enum Timer {
     OrphanKill(Pid),
     OrphanScan,
     StopTimeout,
+    /// `DINIT_KILL_TIMEOUT` after every service ended (`Phase::Draining`).
+    Drained,
     /// An adoption step of `pid` has taken too long (`attempt` tells stale timers apart).
     Adoption(Pid, u32),
+    /// Service `svc`'s next readiness check is due.
+    Check(usize),
+    /// Service `svc`'s check (this pid) has run for `DINIT_CHECK_TIMEOUT`.
+    CheckKill(usize, Pid),
 }

@@ -26,6 +26,14 @@ impl Exit {
         }
     }
 
+    /// As a shell reports it: the exit code, or 128 + N for death by signal N.
+    pub fn shell_code(self) -> u8 {
+        match self {
+            Exit::Code(c) => c as u8,
+            Exit::Signal(s) => (128 + s) as u8,
+        }
+    }
+
     /// runit's `finish` arguments: exit code or -1, and signal number or 0.
     pub fn finish_args(self) -> [String; 2] {
         match self {
@@ -77,16 +85,55 @@ pub fn failure(kind: Kind, exit: Exit, stopping: bool) -> Option<u8> {
 /// First recorded code wins; nothing recorded means 0.
 #[derive(Debug, Default)]
 pub struct ExitCode {
-    recorded: Option<u8>,
+    recorded: Recorded,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    #[default]
+    Nothing,
+    /// 0, because a shutdown signal came first (later failures of programs are what it asked
+    /// for).
+    Signal,
+    Code(u8),
+    /// The main program's end stopped the container: its code, whatever else happened.
+    Main(u8),
 }
 
 impl ExitCode {
+    /// The main program's end stopped the container (contract §14): its code wins.
+    pub fn record_main(&mut self, code: u8) {
+        self.recorded = Recorded::Main(code);
+    }
+
     pub fn record(&mut self, code: u8) {
-        self.recorded.get_or_insert(code);
+        if self.recorded == Recorded::Nothing {
+            self.recorded = Recorded::Code(code);
+        }
+    }
+
+    /// A shutdown signal (SIGTERM, SIGINT, SIGQUIT, `dinit shutdown`): 0 unless something came
+    /// first.
+    pub fn record_signal(&mut self) {
+        if self.recorded == Recorded::Nothing {
+            self.recorded = Recorded::Signal;
+        }
+    }
+
+    /// A `terminate` that exists but cannot be started: 1, also when a shutdown signal came
+    /// first (contract §13: exit codes stay true; the SIGTERM sent instead stops the service
+    /// cleanly and would otherwise hide it).
+    pub fn record_terminate_failure(&mut self) {
+        if matches!(self.recorded, Recorded::Nothing | Recorded::Signal) {
+            self.recorded = Recorded::Code(DINIT_FAILED);
+        }
     }
 
     pub fn get(&self) -> u8 {
-        self.recorded.unwrap_or(OK)
+        match self.recorded {
+            Recorded::Code(c) | Recorded::Main(c) => c,
+            Recorded::Nothing | Recorded::Signal => OK,
+        }
     }
 }
 
@@ -99,6 +146,17 @@ mod tests {
         assert_eq!(Exit::Code(0).to_string(), "with status 0");
         assert_eq!(Exit::Code(115).to_string(), "and disabled itself");
         assert_eq!(Exit::Signal(15).to_string(), "with signal 15");
+    }
+
+    #[test]
+    fn shell_codes() {
+        assert_eq!(Exit::Code(42).shell_code(), 42);
+        assert_eq!(Exit::Signal(15).shell_code(), 143);
+        let mut c = ExitCode::default();
+        c.record(1);
+        c.record_main(42);
+        c.record(3);
+        assert_eq!(c.get(), 42, "the main program's code wins");
     }
 
     #[test]
@@ -121,6 +179,24 @@ mod tests {
         assert_eq!(failure(Terminate, Exit::Code(2), true), Some(3));
         assert_eq!(failure(Bystander, Exit::Code(2), false), None);
         assert_eq!(failure(Bystander, Exit::Signal(9), false), None);
+    }
+
+    #[test]
+    fn a_terminate_failure_is_not_hidden_by_a_signal() {
+        let mut c = ExitCode::default();
+        c.record_signal();
+        c.record(3);
+        assert_eq!(
+            c.get(),
+            0,
+            "after a shutdown signal, program failures do not count"
+        );
+        c.record_terminate_failure();
+        assert_eq!(c.get(), 1);
+        let mut c = ExitCode::default();
+        c.record(3);
+        c.record_terminate_failure();
+        assert_eq!(c.get(), 3, "a program failure that came first still wins");
     }
 
     #[test]

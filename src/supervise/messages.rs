@@ -30,6 +30,8 @@ pub enum Msg {
     /// `<who>: stop timeout expired, sending SIGKILL to PID <pid>`; `who` is `svc/stage` or an
     /// orphan's `name/pid`.
     StopTimeoutKill(String, Pid),
+    /// `<who>: still alive after the last service ended, sending SIGKILL to PID <pid>`.
+    DrainKill(String, Pid),
     Requested(Label, &'static str, u32),
     ShutdownRequested(u32),
     SignalShutdown(i32),
@@ -45,6 +47,7 @@ pub enum Msg {
     OrphanFinished(Orphan, Exit),
     OrphanTerminatingReparented(Orphan, String),
     OrphanAdopting(Orphan, String),
+    OrphanKillingReparented(Orphan, String),
     OrphanTerminating(Orphan),
     OrphanSigterm(Orphan),
     OrphanSigkill(Orphan),
@@ -102,6 +105,10 @@ impl fmt::Display for Msg {
                     "{who}: stop timeout expired, sending SIGKILL to PID {pid}"
                 )
             }
+            DrainKill(who, pid) => write!(
+                f,
+                "{who}: still alive after the last service ended, sending SIGKILL to PID {pid}"
+            ),
             Requested(s, cmd, uid) => write!(f, "{s}/run: {cmd} requested by uid {uid}"),
             ShutdownRequested(uid) => write!(f, "shutdown requested by uid {uid}"),
             SignalShutdown(sig) => write!(f, "got signal {sig}, terminating services"),
@@ -122,6 +129,12 @@ impl fmt::Display for Msg {
             OrphanAdopting(o, cmd) => write!(
                 f,
                 "{o}: adopting reparented child process with PID {}{}",
+                o.pid,
+                Cmdline(cmd)
+            ),
+            OrphanKillingReparented(o, cmd) => write!(
+                f,
+                "{o}: killing reparented child process with PID {}{}",
                 o.pid,
                 Cmdline(cmd)
             ),

@@ -13,6 +13,8 @@ pub enum Stage {
     Log,
     Finish,
     Term,
+    /// The `check` script dinit runs for readiness (contract §15).
+    Check,
 }
 
 impl Stage {
@@ -23,6 +25,7 @@ impl Stage {
             Stage::Log => "log",
             Stage::Finish => "finish",
             Stage::Term => "term",
+            Stage::Check => "check",
         }
     }
 }

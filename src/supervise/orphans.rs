@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use nix::unistd::Pid;
 
 use crate::config::Policy;
+use crate::log::escaped;
 
 /// Orphan scan period, and during shutdown.
 pub const SCAN_PERIOD: Duration = Duration::from_secs(1);
@@ -56,6 +57,17 @@ impl ProcStat<'_> {
         Some(self.age_at(now, clock_ticks()))
     }
 
+    /// At most how long ago the process started: counted from the earliest start its tick
+    /// allows (the other bound of [`ProcStat::age`]).
+    pub fn age_max(&self) -> Option<Duration> {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+        let now = Duration::new(now.tv_sec() as u64, now.tv_nsec() as u32);
+        let ticks = clock_ticks();
+        let earliest = Duration::from_secs(self.start_ticks / ticks)
+            + Duration::from_secs(self.start_ticks % ticks) / ticks as u32;
+        Some(now.saturating_sub(earliest))
+    }
+
     /// [`ProcStat::age`] at boot time `now`, with `ticks` clock ticks a second.
     pub fn age_at(&self, now: Duration, ticks: u64) -> Duration {
         let latest_start = Duration::from_secs(self.start_ticks / ticks)
@@ -88,12 +100,10 @@ pub fn name_from(cmdline: &[u8], stat: &[u8]) -> String {
         .unwrap_or_default();
     let base = first.rsplit(|b| *b == b'/').next().unwrap_or_default();
     if !base.is_empty() {
-        return String::from_utf8_lossy(base).into_owned();
+        return escaped(base);
     }
     match comm_span(stat) {
-        Some((open, close)) if close > open + 1 => {
-            String::from_utf8_lossy(&stat[open + 1..close]).into_owned()
-        }
+        Some((open, close)) if close > open + 1 => escaped(&stat[open + 1..close]),
         _ => "unknown".to_owned(),
     }
 }
@@ -105,13 +115,14 @@ fn comm_span(stat: &[u8]) -> Option<(usize, usize)> {
     (close > open).then_some((open, close))
 }
 
-/// The cmdline as tozd/dinit prints it: NULs as spaces, trailing spaces removed.
+/// The cmdline as tozd/dinit prints it: NULs as spaces, trailing spaces removed; control
+/// characters and invalid UTF-8 escaped (it is the process's to write: it must not forge a line).
 pub fn cmdline_text(cmdline: &[u8]) -> String {
     let s: Vec<u8> = cmdline
         .iter()
         .map(|b| if *b == 0 { b' ' } else { *b })
         .collect();
-    String::from_utf8_lossy(&s).trim_end_matches(' ').to_owned()
+    escaped(&s).trim_end_matches(' ').to_owned()
 }
 
 /// A living child dinit did not start.
@@ -122,6 +133,9 @@ pub struct Found {
     pub cmdline: String,
     /// Old enough (the 10 ms rule) to have exec'd: its name is its own.
     pub mature: bool,
+    /// At most how long ago it started, counting from the earliest start its clock tick
+    /// allows (unknown when /proc did not say).
+    pub age_max: Option<Duration>,
 }
 
 /// What one look at `/proc` saw.
@@ -163,12 +177,14 @@ pub fn scan(known: impl Fn(Pid) -> bool, adopted: &[Pid]) -> Scan {
             continue;
         }
         let mature = info.age().is_none_or(|age| age >= MATURITY);
+        let age_max = info.age_max();
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         out.found.push(Found {
             pid,
             name: name_from(&cmdline, &stat),
             cmdline: cmdline_text(&cmdline),
             mature,
+            age_max,
         });
     }
     out
@@ -199,6 +215,8 @@ pub enum Verdict {
 pub enum Moment {
     Running,
     Stopping,
+    /// Every service has ended: what still appears is not waited for (a fork bomb).
+    Draining,
     /// `DINIT_STOP_TIMEOUT` expired.
     Killing,
 }
@@ -206,7 +224,7 @@ pub enum Moment {
 /// The three policies, and what a shutdown changes about them. Pure.
 pub fn verdict(policy: Policy, moment: Moment, mature: bool) -> Verdict {
     match (moment, mature, policy) {
-        (Moment::Killing, _, _) => Verdict::Kill,
+        (Moment::Killing | Moment::Draining, _, _) => Verdict::Kill,
         (_, false, _) => Verdict::Wait,
         (Moment::Stopping, true, _) => Verdict::Terminate,
         (Moment::Running, true, Policy::Terminate) => Verdict::Terminate,
@@ -284,6 +302,13 @@ mod tests {
     fn cmdline() {
         assert_eq!(cmdline_text(b"sleep\0infinity\0"), "sleep infinity");
         assert_eq!(cmdline_text(b""), "");
+        // A forged dinit line and terminal escapes stay inside the one line.
+        assert_eq!(
+            cmdline_text(b"x\0\n2026 dinit: error: y\0\x1b[2J\xff\0"),
+            "x \\n2026 dinit: error: y \\x1b[2J\\xff"
+        );
+        assert_eq!(name_from(b"a\x1bb\0", b""), "a\\x1bb");
+        assert_eq!(name_from(b"", b"42 (\x1b[2J) S"), "\\x1b[2J");
     }
 
     #[test]
@@ -324,6 +349,8 @@ mod tests {
         for policy in [Terminate, Adopt, Ignore] {
             assert_eq!(verdict(policy, Killing, false), V::Kill);
             assert_eq!(verdict(policy, Killing, true), V::Kill);
+            assert_eq!(verdict(policy, Draining, false), V::Kill);
+            assert_eq!(verdict(policy, Draining, true), V::Kill);
             assert_eq!(verdict(policy, Stopping, false), V::Wait);
             assert_eq!(verdict(policy, Stopping, true), V::Terminate);
             assert_eq!(verdict(policy, Running, false), V::Wait);

@@ -5,9 +5,11 @@
 //! cannot be `stat`ed (a dangling link) ends the listing with an error, keeping the services
 //! before it (they are started and then stopped, as tozd/dinit does). Nothing is written.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
 
 use crate::error::Error;
 
@@ -21,6 +23,103 @@ pub struct ServiceDef {
     pub has_logger: bool,
     /// runit's `down` file: not started.
     pub down: bool,
+    /// Not a directory's `run` but the main program of `dinit -- PROGRAM ARG...`.
+    pub main: Option<MainProgram>,
+    /// How dinit learns that `run` is ready (contract §15).
+    pub readiness: Readiness,
+}
+
+/// How a service tells that it is ready (contract §15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// As soon as `run` has been executed.
+    Executed,
+    /// s6's `notification-fd`: `run` gets the write end of a pipe as this fd and writes a
+    /// newline when it is ready.
+    Notify(i32),
+    /// runit's `check`: ready when its last run exited 0.
+    Check,
+}
+
+impl Readiness {
+    /// `notification-fd` (a number from 3 to 255) wins over an executable `check`. A file that
+    /// does not hold such a number is ignored, as s6-supervise refuses it.
+    pub fn of(dir: &Path) -> Readiness {
+        use std::os::unix::fs::PermissionsExt;
+        let fd = std::fs::read_to_string(dir.join("notification-fd"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .filter(|n| (3..=255).contains(n));
+        if let Some(n) = fd {
+            return Readiness::Notify(n);
+        }
+        match std::fs::metadata(dir.join("check")) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => Readiness::Check,
+            _ => Readiness::Executed,
+        }
+    }
+}
+
+/// The main program (contract §14): the service `main`, whose end ends the container with its
+/// exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MainProgram {
+    /// As given: argv[0], and its name in messages.
+    pub name: OsString,
+    /// Where `PATH` found it, or why not (ENOENT: exit 127, anything else: 126, as a shell).
+    pub path: Result<PathBuf, Errno>,
+    pub args: Vec<OsString>,
+    /// dinit's stdin is a terminal: the program gets dinit's stdin, stdout and stderr and the
+    /// terminal's foreground process group.
+    pub terminal: bool,
+}
+
+/// The name of the main program's service.
+pub const MAIN: &str = "main";
+
+impl MainProgram {
+    /// `argv` (at least the program) with `PATH` looked up as `execvp` does.
+    pub fn new(argv: &[OsString], path_var: Option<&OsStr>, terminal: bool) -> Option<MainProgram> {
+        let (name, args) = argv.split_first()?;
+        Some(MainProgram {
+            path: lookup(name, path_var),
+            name: name.clone(),
+            args: args.to_vec(),
+            terminal,
+        })
+    }
+
+    /// The exit code for a program that could not be started, as a shell gives it.
+    pub fn exec_failure_code(e: Errno) -> u8 {
+        if e == Errno::ENOENT { 127 } else { 126 }
+    }
+}
+
+/// A name with a `/` is a path; else the first executable file of that name in `PATH`
+/// (`/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` when unset). A file that is
+/// there but not executable is EACCES, nothing at all ENOENT.
+pub fn lookup(name: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, Errno> {
+    use std::os::unix::fs::PermissionsExt;
+    if name.as_bytes().contains(&b'/') {
+        return Ok(PathBuf::from(name));
+    }
+    if name.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    let path_var = path_var.unwrap_or(OsStr::new(
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ));
+    let mut found = Errno::ENOENT;
+    for dir in path_var.as_bytes().split(|b| *b == b':') {
+        let dir = if dir.is_empty() { &b"."[..] } else { dir };
+        let candidate = Path::new(OsStr::from_bytes(dir)).join(name);
+        match std::fs::metadata(&candidate) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(candidate),
+            Ok(_) => found = Errno::EACCES,
+            Err(_) => {}
+        }
+    }
+    Err(found)
 }
 
 impl ServiceDef {
@@ -42,8 +141,31 @@ impl ServiceDef {
     pub fn check_path(&self) -> PathBuf {
         self.dir.join("check")
     }
-    /// The name for messages.
+    /// The main program's service: named `main`, run in dinit's working directory, without
+    /// a logger, `finish` or `terminate`.
+    pub fn main_program(main: MainProgram, cwd: &Path) -> ServiceDef {
+        ServiceDef {
+            name: MAIN.as_bytes().to_vec(),
+            dir: cwd.to_path_buf(),
+            has_logger: false,
+            down: false,
+            main: Some(main),
+            readiness: Readiness::Executed,
+        }
+    }
+
+    /// The name for messages: control characters and invalid UTF-8 escaped.
     pub fn display(&self) -> String {
+        crate::log::escaped(&self.name)
+    }
+
+    /// The name as it is when it is UTF-8 (the metrics' label; escaped there), else lossy.
+    pub fn name_str(&self) -> &str {
+        std::str::from_utf8(&self.name).unwrap_or("(not UTF-8)")
+    }
+
+    /// The name as text for the status (invalid UTF-8 as U+FFFD; JSON escapes the rest).
+    pub fn name_text(&self) -> String {
         String::from_utf8_lossy(&self.name).into_owned()
     }
 }
@@ -81,11 +203,14 @@ pub fn scan(dir: &Path) -> Result<Scan, Error> {
                 // runit's rule: `stat("down")`, through symlinks, so a link to a flag file that
                 // does not exist (yet) leaves the service up.
                 let down = std::fs::metadata(path.join("down")).is_ok();
+                let readiness = Readiness::of(&path);
                 services.push(ServiceDef {
                     name: name.into_vec(),
                     dir: path,
                     has_logger,
                     down,
+                    main: None,
+                    readiness,
                 });
             }
             Ok(_) => {}
@@ -149,6 +274,28 @@ mod tests {
             e,
             format!("stat {}/b: no such file or directory", d.display())
         );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn path_lookup() {
+        let d = tmp("lookup");
+        std::fs::write(d.join("plain"), "").unwrap();
+        std::fs::write(d.join("tool"), "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.join("tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("/nonexistent:{}", d.display());
+        let p = Some(OsStr::new(path.as_str()));
+        assert_eq!(lookup(OsStr::new("tool"), p), Ok(d.join("tool")));
+        assert_eq!(lookup(OsStr::new("plain"), p), Err(Errno::EACCES));
+        assert_eq!(lookup(OsStr::new("nope"), p), Err(Errno::ENOENT));
+        assert_eq!(lookup(OsStr::new("./x"), p), Ok(PathBuf::from("./x")));
+        assert_eq!(
+            lookup(OsStr::new("sh"), None),
+            Ok(PathBuf::from("/usr/bin/sh"))
+        );
+        assert_eq!(MainProgram::exec_failure_code(Errno::ENOENT), 127);
+        assert_eq!(MainProgram::exec_failure_code(Errno::EACCES), 126);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -19,6 +19,7 @@ use nix::unistd::Pid;
 use super::events::{Effect, Op, Program, SpawnError, Stage, Timer};
 
 mod logger;
+mod readiness;
 mod requests;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ use super::messages::{Label, Msg};
 use super::scan::ServiceDef;
 use crate::error::Error;
 use crate::log::Level;
+pub use readiness::{Checking, Ready};
 pub use requests::{Decision, decide};
 
 /// How long a logger's end waits for its `run` to end too before it stops the container.
@@ -108,6 +110,12 @@ pub enum Ev {
     Ended(Stage, Pid, Exit),
     FinishKill(Pid),
     LoggerGrace,
+    /// `run` (this pid) wrote a newline to its notification fd.
+    Notified(Pid),
+    /// The next readiness check is due.
+    CheckDue,
+    /// The check (this pid) has run for `DINIT_CHECK_TIMEOUT`.
+    CheckKill(Pid),
     /// dinit's shutdown began.
     Stop,
     /// An operator's request; `uid` asked.
@@ -120,10 +128,14 @@ pub enum Act {
     Do(Effect),
     /// A process ended: the exit-code rule decides whether it counts.
     Record(Kind, Exit),
-    /// A failure that records dinit's own code (1) but is not fatal.
+    /// A `terminate` that cannot be started: dinit's own code (1), even after a shutdown
+    /// signal, but not fatal.
     Failed,
     /// dinit itself failed: code 1, and the error is the last line (`exiting: ...`).
     Fatal(String),
+    /// The main program's end stops the container: dinit exits with this code, whatever the
+    /// services' (contract §14).
+    MainExit(u8),
     /// Stop the container.
     Shutdown,
 }
@@ -136,6 +148,9 @@ pub struct Ctx {
     /// dinit's shutdown is under way.
     pub stopping: bool,
     pub kill_timeout: Duration,
+    /// `DINIT_CHECK_INTERVAL` (`None`: periodic checks off) and `DINIT_CHECK_TIMEOUT`.
+    pub check_interval: Option<Duration>,
+    pub check_timeout: Duration,
 }
 
 pub struct Service {
@@ -147,6 +162,13 @@ pub struct Service {
     pub log: Log,
     /// How `run` ended last time.
     pub last_exit: Option<Exit>,
+    /// Whether `run` is ready, and dinit's own `check` run (contract §15).
+    pub ready: Ready,
+    pub check: Checking,
+    /// How dinit's own last `check` run ended.
+    pub last_check: Option<Exit>,
+    /// How many times `run` was started (a counter for metrics: never goes back).
+    pub starts: u64,
 }
 
 fn say(acts: &mut Vec<Act>, level: Level, msg: Msg) {
@@ -169,6 +191,10 @@ impl Service {
             },
             log: Log::None,
             last_exit: None,
+            ready: Ready::No,
+            check: Checking::Idle,
+            last_check: None,
+            starts: 0,
         }
     }
 
@@ -199,6 +225,10 @@ impl Service {
             Ev::Spawned(Program::Log, r) => self.log_spawned(r, cx, acts),
             Ev::Spawned(Program::Finish(_), r) => self.finish_spawned(r, cx, acts),
             Ev::Spawned(Program::Term(pid), r) => self.term_spawned(pid, r, acts),
+            Ev::Spawned(Program::Check(_), r) => self.check_spawned(r, cx, acts),
+            Ev::Notified(pid) => self.notified(pid, cx),
+            Ev::CheckDue => self.check_due(cx, acts),
+            Ev::CheckKill(pid) => self.check_kill(pid, acts),
             Ev::Exec(stage, pid, r) => self.exec(stage, pid, r, cx, acts),
             Ev::Ended(stage, pid, exit) => self.ended(stage, pid, exit, cx, acts),
             Ev::FinishKill(pid) => {
@@ -262,6 +292,7 @@ impl Service {
         }
         let e = match r {
             Ok(pid) => {
+                self.starts += 1;
                 self.run = Run::Running {
                     pid,
                     since: cx.now,
@@ -275,6 +306,10 @@ impl Service {
             }
             Err(SpawnError::LoggerPipe(e)) => {
                 format!("{}/log: pipe: {}", self.label, crate::error::errno_text(e))
+            }
+            Err(SpawnError::Failed(e)) if self.def.main.is_some() => {
+                self.main_failed(e, cx, acts);
+                return;
             }
             Err(SpawnError::Failed(e)) => Error::path(None, self.def.run_path(), e).to_string(),
             Err(SpawnError::Absent) => {
@@ -303,6 +338,8 @@ impl Service {
             Stage::Finish => matches!(self.run, Run::Finishing { pid: Some(p), .. } if p == pid),
             // A `terminate` script has no state of its own: it is whoever the proctab says.
             Stage::Term => true,
+            // A check that cannot run ends with 127: its end says it.
+            Stage::Check => return,
         };
         if !current {
             return;
@@ -316,12 +353,14 @@ impl Service {
                 );
                 if stage == Stage::Run {
                     self.start_logger(acts);
+                    self.executed(cx, acts);
                 }
                 return;
             }
             Err(e) => e,
         };
         match stage {
+            Stage::Run if self.def.main.is_some() => self.main_failed(e, cx, acts),
             Stage::Run => {
                 self.run = Run::Down {
                     why: Down::Failed,
@@ -344,6 +383,7 @@ impl Service {
             Stage::Term => {
                 self.term_failed(Error::path(None, self.def.terminate_path(), e), acts);
             }
+            Stage::Check => {}
         }
     }
 
@@ -356,13 +396,29 @@ impl Service {
                 if p != pid {
                     return;
                 }
-                say_after_stdout(
-                    acts,
-                    Level::Info,
-                    Msg::Finished(self.label.clone(), Stage::Run, pid, exit),
-                );
-                // A stop an operator asked for is not a failure.
-                if after == After::Natural {
+                self.ready = Ready::No;
+                // When this end stops the container, it is said at the default level, so that
+                // `docker logs` shows why (contract §6); otherwise it is an info line.
+                // (The main program's end is how a tini-style container ends: not a warning.)
+                let stops = after == After::Natural && !cx.stopping;
+                if stops && exit != Exit::Code(DISABLED) && self.def.main.is_none() {
+                    say_after_stdout(
+                        acts,
+                        Level::Warn,
+                        Msg::FinishedStopping(self.label.clone(), pid, exit),
+                    );
+                } else {
+                    say_after_stdout(
+                        acts,
+                        Level::Info,
+                        Msg::Finished(self.label.clone(), Stage::Run, pid, exit),
+                    );
+                }
+                // A stop an operator asked for is not a failure; the main program's end that
+                // stops the container gives dinit its exit code.
+                if stops && self.def.main.is_some() {
+                    acts.push(Act::MainExit(exit.shell_code()));
+                } else if after == After::Natural {
                     acts.push(Act::Record(Kind::Program, exit));
                 }
                 self.last_exit = Some(exit);
@@ -427,6 +483,7 @@ impl Service {
                 );
                 acts.push(Act::Record(Kind::Terminate, exit));
             }
+            Stage::Check => self.check_ended(pid, exit, cx, acts),
         }
     }
 
@@ -503,11 +560,29 @@ impl Service {
                 if !matches!(self.log, Log::Running { .. }) {
                     acts.push(Act::Do(Effect::CloseLoggerPipe(self.index)));
                 }
-                if exit != Exit::Code(DISABLED) {
+                // 115 disables a service; the main program's end always ends the container.
+                if exit != Exit::Code(DISABLED) || self.def.main.is_some() {
                     acts.push(Act::Shutdown);
                 }
             }
         }
+    }
+
+    /// The main program could not be started: the container ends with the shell's code for it
+    /// (127: not found, 126: not executable).
+    fn main_failed(&mut self, e: Errno, cx: &Ctx, acts: &mut Vec<Act>) {
+        let Some(main) = &self.def.main else { return };
+        self.run = Run::Down {
+            why: Down::Failed,
+            since: cx.now,
+        };
+        let name = crate::log::Escape(main.name.as_encoded_bytes());
+        let msg = format!("{}: {name}: {}", self.label, crate::error::errno_text(e));
+        acts.push(Act::Fatal(msg));
+        acts.push(Act::MainExit(super::scan::MainProgram::exec_failure_code(
+            e,
+        )));
+        acts.push(Act::Shutdown);
     }
 
     /// Stops `run` (alive as `pid`): its `terminate` script, else SIGTERM.

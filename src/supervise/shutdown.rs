@@ -22,6 +22,13 @@ pub enum Phase {
     Stopping {
         since: Instant,
     },
+    /// Every service's processes (and every adopted process) have ended: orphans that keep
+    /// appearing get SIGKILL at once, and `DINIT_KILL_TIMEOUT` after `drained` whatever lives
+    /// is killed (a fork bomb cannot hold the shutdown).
+    Draining {
+        since: Instant,
+        drained: Instant,
+    },
     /// `DINIT_STOP_TIMEOUT` expired: whatever is found from now on gets SIGKILL.
     Killing {
         since: Instant,
@@ -34,7 +41,7 @@ impl Phase {
     pub fn stopping(self) -> bool {
         matches!(
             self,
-            Phase::Stopping { .. } | Phase::Killing { .. } | Phase::Done
+            Phase::Stopping { .. } | Phase::Draining { .. } | Phase::Killing { .. } | Phase::Done
         )
     }
 }
@@ -51,6 +58,8 @@ pub struct Facts {
     pub saw: Saw,
     /// Processes the shutdown waits for remain (orphans under `ignore` are not waited for).
     pub waiting: bool,
+    /// A service's process or an adopted process is alive.
+    pub services: bool,
 }
 
 /// What the phase's move asks for.
@@ -63,6 +72,8 @@ pub enum Next {
     Scan,
     /// Ask the kernel whether children remain (none may ever have ended to say so).
     Reap,
+    /// The services are all gone: the drain's deadline starts now.
+    Drained,
     /// Everything is over.
     Done,
 }
@@ -87,7 +98,14 @@ pub fn settle(phase: &mut Phase, f: &Facts, now: Instant) -> Next {
                 Next::Stay
             }
         }
-        Phase::Stopping { since } | Phase::Killing { since } => {
+        Phase::Stopping { since } if !f.services => {
+            *phase = Phase::Draining {
+                since,
+                drained: now,
+            };
+            Next::Drained
+        }
+        Phase::Stopping { since } | Phase::Draining { since, .. } | Phase::Killing { since } => {
             if f.waiting {
                 return Next::Stay;
             }
@@ -121,6 +139,7 @@ mod tests {
             last_scan: Instant::now(),
             saw: Saw::Settled,
             waiting: false,
+            services: false,
         }
     }
 
@@ -185,8 +204,22 @@ mod tests {
         };
         assert_eq!(go(idle, young), (idle, N::Stay));
 
-        // Stopping and Killing alike
-        for p in [P::Stopping { since: t0 }, P::Killing { since: t0 }] {
+        // Stopping: once the services are gone, draining begins
+        let stopping = P::Stopping { since: t0 };
+        let services = Facts {
+            services: true,
+            waiting: true,
+            ..facts()
+        };
+        assert_eq!(go(stopping, services), (stopping, N::Stay));
+        let drained = P::Draining {
+            since: t0,
+            drained: now,
+        };
+        assert_eq!(go(stopping, facts()), (drained, N::Drained));
+
+        // Draining and Killing alike
+        for p in [drained, P::Killing { since: t0 }] {
             let waiting = Facts {
                 waiting: true,
                 last_scan: after,
@@ -221,7 +254,7 @@ mod tests {
             assert_eq!(go(p, ignore_unscanned), (p, N::Reap));
         }
         assert_eq!(go(P::Done, facts()), (P::Done, N::Stay));
-        assert!(P::Done.stopping() && P::Killing { since: t0 }.stopping());
+        assert!(P::Done.stopping() && P::Killing { since: t0 }.stopping() && drained.stopping());
         assert!(!P::Running.stopping() && !idle.stopping());
     }
 }

@@ -24,26 +24,37 @@ use nix::unistd::{ForkResult, Pid, fork};
 pub enum Input {
     Null,
     Fd(OwnedFd),
+    /// dinit's own stdin (the main program's).
+    Inherit,
 }
 
 pub enum StdoutTo {
-    /// A new pipe whose read end comes back in [`Child::stdout`].
+    /// A new pipe whose read end comes back in [`Child::stdout`]; stderr likewise.
     Pipe,
-    /// A given fd (the write end of the pipe to the service's logger).
+    /// A given fd (the write end of the pipe to the service's logger); stderr a new pipe.
     Fd(OwnedFd),
+    /// dinit's own stdout and stderr, and the terminal's foreground process group (the main
+    /// program when dinit's stdin is a terminal: `docker run -it`, as under tini).
+    Terminal,
+    /// `/dev/null`; stderr a new pipe (a `check` script, as runit runs it).
+    Null,
 }
 
 pub struct Child {
     pub pid: Pid,
     pub stdout: Option<OwnedFd>,
-    pub stderr: OwnedFd,
+    pub stderr: Option<OwnedFd>,
     /// Read end of the exec-status pipe (see the module doc).
     pub exec_status: OwnedFd,
 }
 
 pub struct Spec<'a> {
     pub program: &'a Path,
-    pub args: &'a [String],
+    /// argv[0], when it is not `program` (the main program as it was named).
+    pub argv0: Option<&'a OsStr>,
+    /// One more fd the child gets, at this number (s6's notification fd).
+    pub extra: Option<(OwnedFd, RawFd)>,
+    pub args: &'a [std::ffi::OsString],
     pub cwd: &'a Path,
     pub stdin: Input,
     pub stdout: StdoutTo,
@@ -102,9 +113,12 @@ fn cstring(s: &OsStr) -> Result<CString, Errno> {
 pub fn spawn(spec: Spec<'_>) -> Result<Child, Errno> {
     // Everything the child needs is prepared here: after fork it may only make raw syscalls.
     let program = cstring(spec.program.as_os_str())?;
-    let mut argv = vec![program.clone()];
+    let mut argv = vec![match spec.argv0 {
+        Some(a) => cstring(a)?,
+        None => program.clone(),
+    }];
     for a in spec.args {
-        argv.push(cstring(OsStr::new(a))?);
+        argv.push(cstring(a)?);
     }
     let argv_ptrs: Vec<*const libc::c_char> = argv
         .iter()
@@ -132,22 +146,38 @@ pub fn spawn(spec: Spec<'_>) -> Result<Child, Errno> {
         .collect();
     let cwd = cstring(spec.cwd.as_os_str())?;
 
+    // Kept open until the fork: dinit's own fds are used as they are.
     let stdin = match spec.stdin {
-        Input::Null => nix::fcntl::open(
+        Input::Null => Some(nix::fcntl::open(
             "/dev/null",
             OFlag::O_RDONLY | OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
-        )?,
-        Input::Fd(fd) => fd,
+        )?),
+        Input::Fd(fd) => Some(fd),
+        Input::Inherit => None,
     };
-    let (out_r, out_w) = match spec.stdout {
+    let foreground = matches!(spec.stdout, StdoutTo::Terminal);
+    let (out_r, out_w, err_r, err_w) = match spec.stdout {
         StdoutTo::Pipe => {
             let (r, w) = pipe()?;
-            (Some(r), w)
+            let (er, ew) = pipe()?;
+            (Some(r), Some(w), Some(er), Some(ew))
         }
-        StdoutTo::Fd(w) => (None, w),
+        StdoutTo::Fd(w) => {
+            let (er, ew) = pipe()?;
+            (None, Some(w), Some(er), Some(ew))
+        }
+        StdoutTo::Terminal => (None, None, None, None),
+        StdoutTo::Null => {
+            let null = nix::fcntl::open(
+                "/dev/null",
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )?;
+            let (er, ew) = pipe()?;
+            (None, Some(null), Some(er), Some(ew))
+        }
     };
-    let (err_r, err_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
 
     // No signal handler may run in the child before its dispositions are reset (it would write
@@ -168,9 +198,16 @@ pub fn spawn(spec: Spec<'_>) -> Result<Child, Errno> {
     }
     match forked {
         Ok(ForkResult::Child) => {
-            let fds = [stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+            let raw = |fd: &Option<OwnedFd>, own: RawFd| fd.as_ref().map_or(own, |f| f.as_raw_fd());
+            let fds = [raw(&stdin, 0), raw(&out_w, 1), raw(&err_w, 2)];
+            let child = ChildSetup {
+                fds,
+                foreground,
+                extra: spec.extra.as_ref().map(|(fd, n)| (fd.as_raw_fd(), *n)),
+                status: status_w.as_raw_fd(),
+            };
             // SAFETY: see above; this function never returns.
-            unsafe { exec_child(fds, &cwd, &program, &argv_ptrs, &envp, status_w.as_raw_fd()) }
+            unsafe { exec_child(&child, &cwd, &program, &argv_ptrs, &envp) }
         }
         Ok(ForkResult::Parent { child }) => {
             // Dropping stdin, out_w, err_w, status_w here closes dinit's copies of the child's ends.
@@ -185,22 +222,40 @@ pub fn spawn(spec: Spec<'_>) -> Result<Child, Errno> {
     }
 }
 
+/// What the child does with its fds before exec.
+struct ChildSetup {
+    /// Its 0, 1, 2 (dinit's own where they are inherited).
+    fds: [RawFd; 3],
+    /// A process group of its own, and the terminal's foreground.
+    foreground: bool,
+    /// One more fd: (source, its number in the child).
+    extra: Option<(RawFd, RawFd)>,
+    status: RawFd,
+}
+
 /// The child between fork and exec.
 ///
 /// # Safety
 /// Only in the child of a fork of a single-threaded process; all pointers valid and
 /// NUL-terminated lists.
 unsafe fn exec_child(
-    fds: [RawFd; 3],
+    setup: &ChildSetup,
     cwd: &CString,
     program: &CString,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
-    status: RawFd,
 ) -> ! {
+    let (fds, mut status) = (setup.fds, setup.status);
     // SAFETY: raw syscalls on fds and memory owned by this (child) process.
     unsafe {
-        for sig in 1..libc::SIGRTMAX() {
+        if setup.foreground {
+            // Its own process group, in the terminal's foreground: Ctrl-C and job control reach
+            // it, not dinit. Every signal is still blocked here, so tcsetpgrp from what is
+            // still a background group does not stop it with SIGTTOU.
+            libc::setpgid(0, 0);
+            libc::tcsetpgrp(0, libc::getpid());
+        }
+        for sig in 1..=libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
             }
@@ -211,10 +266,30 @@ unsafe fn exec_child(
         if let Some(limit) = INHERITED_NOFILE.get() {
             libc::setrlimit(libc::RLIMIT_NOFILE, limit);
         }
-        // The sources are all >= 3 (fds 0-2 of dinit are always open), so no dup2 clobbers
+        // The sources are >= 3 (fds 0-2 of dinit are always open), or the target itself where
+        // dinit's own fd is inherited (dup2 onto itself does nothing), so no dup2 clobbers
         // another source; dup2 clears close-on-exec on the target.
+        if setup.extra.is_some() {
+            // The extra fd's number (3..=255) must not land on the exec-status pipe: move that
+            // above it first.
+            let moved = libc::fcntl(status, libc::F_DUPFD_CLOEXEC, 256);
+            if moved >= 0 {
+                status = moved;
+            }
+        }
         for (target, src) in fds.iter().enumerate() {
             if libc::dup2(*src, target as RawFd) < 0 {
+                fail(status);
+            }
+        }
+        // After 0-2: their sources are not needed any more, so this may land on one of them.
+        if let Some((src, n)) = setup.extra {
+            let r = if src == n {
+                libc::fcntl(n, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(src, n)
+            };
+            if r < 0 {
                 fail(status);
             }
         }
@@ -307,5 +382,14 @@ pub fn fixed_mmap_threshold() {
     // SAFETY: mallopt with a documented parameter, before any thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+    }
+}
+
+/// Sets `sigs` and `range` to SIG_IGN in dinit itself (see `signals::IGNORED`); a signal the C
+/// library keeps for itself is refused (EINVAL), which is harmless.
+pub fn ignore_signals(sigs: impl IntoIterator<Item = i32>, range: std::ops::RangeInclusive<i32>) {
+    for sig in sigs.into_iter().chain(range) {
+        // SAFETY: SIG_IGN installs no handler code; dinit is single-threaded here.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
     }
 }

@@ -27,6 +27,9 @@ use crate::error::Error;
 use crate::log::Level;
 use crate::signals::{self, Meaning};
 
+/// See `Next::Drained`.
+const DRAIN_SLACK: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub struct Supervisor {
     cfg: Config,
     pub services: Vec<Service>,
@@ -169,6 +172,7 @@ impl Supervisor {
                 out.push(Effect::Reply(from, reply));
             }
             Event::Scanned(scan) => self.scanned(scan, now, &mut out),
+            Event::Notified { svc, pid } => self.service(svc, Ev::Notified(pid), now, &mut out),
             Event::Settle => self.settle(now, &mut out),
         }
         out
@@ -180,6 +184,8 @@ impl Supervisor {
             mono: now,
             stopping: self.stopping(),
             kill_timeout: self.cfg.kill_timeout,
+            check_interval: self.cfg.check_interval,
+            check_timeout: self.cfg.check_timeout,
         }
     }
 
@@ -200,7 +206,12 @@ impl Supervisor {
             match act {
                 Act::Do(e) => out.push(e),
                 Act::Record(kind, exit) => self.record(kind, exit),
-                Act::Failed => self.exit.record(exit::DINIT_FAILED),
+                Act::Failed => self.exit.record_terminate_failure(),
+                // tini's `-e`: codes the main program ends with that mean all is well.
+                Act::MainExit(code) if self.cfg.main_exit_zero.contains(&code) => {
+                    self.exit.record_main(exit::OK)
+                }
+                Act::MainExit(code) => self.exit.record_main(code),
                 Act::Fatal(msg) => {
                     self.exit.record(exit::DINIT_FAILED);
                     if self.first_error.is_none() {
@@ -277,6 +288,8 @@ impl Supervisor {
     fn timer(&mut self, t: Timer, now: Instant, out: &mut Vec<Effect>) {
         match t {
             Timer::LoggerGrace(i) => self.service(i, Ev::LoggerGrace, now, out),
+            Timer::Check(i) => self.service(i, Ev::CheckDue, now, out),
+            Timer::CheckKill(i, pid) => self.service(i, Ev::CheckKill(pid), now, out),
             Timer::FinishKill(i, pid) => self.service(i, Ev::FinishKill(pid), now, out),
             Timer::OrphanKill(pid) => {
                 if let Some(Role::Orphan(o)) = self.procs.get(pid).map(|p| &p.role) {
@@ -290,6 +303,21 @@ impl Supervisor {
                 }
             }
             Timer::StopTimeout => self.stop_timeout(now, out),
+            Timer::Drained => {
+                if let Phase::Draining { .. } = self.phase {
+                    let left = self.everyone();
+                    for (pid, label) in &left {
+                        out.push(Effect::Say(
+                            Level::Warn,
+                            Msg::DrainKill(label.clone(), *pid),
+                        ));
+                    }
+                    out.push(Effect::KillAll(
+                        left.into_iter().map(|(pid, _)| pid).collect(),
+                    ));
+                    out.push(Effect::Reap);
+                }
+            }
             Timer::Adoption(pid, attempt) => {
                 let Some(Role::Adopted(_, cap)) = self.procs.get(pid).map(|p| &p.role) else {
                     return;
@@ -308,7 +336,7 @@ impl Supervisor {
                     out.push(Effect::Say(Level::Info, Msg::SignalAgain(sig)));
                 } else {
                     out.push(Effect::Say(Level::Info, Msg::SignalShutdown(sig)));
-                    self.exit.record(exit::OK);
+                    self.exit.record_signal();
                     self.begin_shutdown(now, out);
                 }
             }
@@ -343,7 +371,7 @@ impl Supervisor {
         let (op, names) = match ask {
             Ask::Shutdown => {
                 out.push(Effect::Say(Level::Info, Msg::ShutdownRequested(uid)));
-                self.exit.record(exit::OK);
+                self.exit.record_signal();
                 self.begin_shutdown(now, out);
                 return Ok(());
             }
@@ -413,21 +441,26 @@ impl Supervisor {
     /// `DINIT_STOP_TIMEOUT` passed: everything still alive gets SIGKILL, one warning each;
     /// what the killed leave behind gets the same when a scan finds it.
     fn stop_timeout(&mut self, now: Instant, out: &mut Vec<Effect>) {
-        let Phase::Stopping { since } = self.phase else {
+        let (Phase::Stopping { since } | Phase::Draining { since, .. }) = self.phase else {
             return;
         };
-        let mut victims: Vec<(Pid, String)> = self
-            .procs
-            .iter()
-            .map(|(pid, p)| (pid, self.label_of(pid, &p.role)))
-            .collect();
-        victims.sort_by_key(|v| v.0);
-        for (pid, label) in victims {
+        for (pid, label) in self.everyone() {
             out.push(Effect::Say(Level::Warn, Msg::StopTimeoutKill(label, pid)));
             out.push(Effect::Kill(pid, Signal::SIGKILL));
         }
         self.phase = Phase::Killing { since };
         self.want_scan(now, out);
+    }
+
+    /// Every process dinit waits for, with its label, by pid.
+    fn everyone(&self) -> Vec<(Pid, String)> {
+        let mut all: Vec<(Pid, String)> = self
+            .procs
+            .iter()
+            .map(|(pid, p)| (pid, self.label_of(pid, &p.role)))
+            .collect();
+        all.sort_by_key(|v| v.0);
+        all
     }
 
     /// `<service>/<stage>` or `<name>/<pid>`.
@@ -454,6 +487,9 @@ impl Supervisor {
             waiting: self
                 .procs
                 .any(|r| !(ignore && matches!(r, Role::Orphan(_)))),
+            services: self
+                .procs
+                .any(|r| matches!(r, Role::Service(..) | Role::Adopted(..))),
         };
         match shutdown::settle(&mut self.phase, &facts, now) {
             Next::Stay => {}
@@ -463,6 +499,13 @@ impl Supervisor {
             }
             Next::Scan => self.want_scan(now, out),
             Next::Reap => out.push(Effect::Reap),
+            Next::Drained => {
+                // A little after the orphans terminated as the last service ended have had
+                // their own DINIT_KILL_TIMEOUT (their SIGKILL comes first, and says so).
+                let at = now + self.cfg.kill_timeout + DRAIN_SLACK;
+                out.push(Effect::Arm(at, Timer::Drained));
+                self.want_scan(now, out);
+            }
             Next::Done => {
                 out.push(Effect::Wind);
                 if let Some(e) = self.first_error.take() {

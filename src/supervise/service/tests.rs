@@ -26,6 +26,8 @@ fn def(down: bool, has_logger: bool) -> ServiceDef {
         dir: PathBuf::from("/s/web"),
         has_logger,
         down,
+        main: None,
+        readiness: crate::supervise::scan::Readiness::Executed,
     }
 }
 
@@ -35,6 +37,8 @@ fn cx(stopping: bool) -> Ctx {
         mono: Instant::now(),
         stopping,
         kill_timeout: Duration::from_secs(30),
+        check_interval: Some(Duration::from_secs(5)),
+        check_timeout: Duration::from_secs(5),
     }
 }
 
@@ -47,6 +51,7 @@ fn show(acts: &[Act]) -> Vec<String> {
                 Program::Log => "spawn log".into(),
                 Program::Finish(e) => format!("spawn finish {e}"),
                 Program::Term(p) => format!("spawn term {p}"),
+                Program::Check(p) => format!("spawn check {p}"),
             },
             Act::Do(Effect::Kill(p, s)) => format!("kill {p} {}", s.as_str()),
             Act::Do(Effect::Terminate(p)) => format!("terminate {p}"),
@@ -59,6 +64,7 @@ fn show(acts: &[Act]) -> Vec<String> {
             Act::Record(k, e) => format!("record {k:?} {e}"),
             Act::Failed => "failed".into(),
             Act::Fatal(m) => format!("fatal {m}"),
+            Act::MainExit(c) => format!("main-exit {c}"),
             Act::Shutdown => "shutdown".into(),
         })
         .collect()
@@ -196,7 +202,7 @@ const TERM_EXEC_FAILED_DOWN: &[&str] = &[
     "failed",
 ];
 const ENDED_NATURAL: &[&str] = &[
-    "info> web/run: PID 7 finished with status 1",
+    "warning> web/run: PID 7 finished with status 1, stopping all services",
     "record Program with status 1",
     "spawn finish with status 1",
 ];
@@ -1040,4 +1046,217 @@ fn requests_against_states() {
     );
     assert_eq!(decide(&sig, finishing(A::Natural)), D::Nothing);
     assert_eq!(decide(&Op::Up, Run::Starting { since: T }), D::Nothing);
+}
+
+/// The main program (`dinit -- PROGRAM`): its end always ends the container with its code
+/// (115 included, and signals as 128 + N), an info line rather than §6's warning; while dinit
+/// stops for another reason its end follows §7; a program that cannot be started gives 127 or
+/// 126 as a shell would.
+#[test]
+fn main_program() {
+    use crate::supervise::scan::MainProgram;
+    let main = |path| {
+        let m = MainProgram {
+            name: "prog".into(),
+            path,
+            args: vec![],
+            terminal: false,
+        };
+        let mut s = Service::new(0, ServiceDef::main_program(m, std::path::Path::new("/")), T);
+        s.label = "main".into();
+        s
+    };
+    let running = |s: &mut Service| {
+        s.run = Run::Running {
+            pid: pid(7),
+            since: T,
+            after: After::Natural,
+        }
+    };
+    let mut s = main(Ok(PathBuf::from("/bin/prog")));
+    running(&mut s);
+    let mut acts = Vec::new();
+    s.on(
+        Ev::Ended(Stage::Run, pid(7), Exit::Code(115)),
+        &cx(false),
+        &mut acts,
+    );
+    assert_eq!(
+        show(&acts),
+        [
+            "info> main/run: PID 7 finished and disabled itself",
+            "main-exit 115",
+            "spawn finish and disabled itself"
+        ]
+    );
+    acts.clear();
+    s.on(
+        Ev::Spawned(Program::Finish(Exit::Code(115)), Err(SpawnError::Absent)),
+        &cx(false),
+        &mut acts,
+    );
+    assert_eq!(show(&acts), ["release-input", "close-pipe", "shutdown"]);
+
+    running(&mut s);
+    acts.clear();
+    s.on(
+        Ev::Ended(Stage::Run, pid(7), Exit::Signal(15)),
+        &cx(false),
+        &mut acts,
+    );
+    assert_eq!(show(&acts)[1], "main-exit 143");
+    running(&mut s);
+    acts.clear();
+    s.on(
+        Ev::Ended(Stage::Run, pid(7), Exit::Code(1)),
+        &cx(true),
+        &mut acts,
+    );
+    assert_eq!(
+        show(&acts)[1],
+        "record Program with status 1",
+        "stopped for another reason: §7"
+    );
+
+    for (e, code, text) in [
+        (Errno::ENOENT, "127", "no such file or directory"),
+        (Errno::EACCES, "126", "permission denied"),
+    ] {
+        let mut s = main(Err(e));
+        s.run = Run::Starting { since: T };
+        let mut acts = Vec::new();
+        s.on(
+            Ev::Spawned(Program::Run, Err(SpawnError::Failed(e))),
+            &cx(false),
+            &mut acts,
+        );
+        assert_eq!(
+            show(&acts),
+            [
+                format!("fatal main: prog: {text}"),
+                format!("main-exit {code}"),
+                "shutdown".to_owned()
+            ]
+        );
+        running(&mut s);
+        acts.clear();
+        s.on(Ev::Exec(Stage::Run, pid(7), Err(e)), &cx(false), &mut acts);
+        assert_eq!(show(&acts)[1], format!("main-exit {code}"));
+    }
+}
+
+/// Readiness over its table: the three ways (executed, notification, check), the check's own
+/// life (never two at once, killed at its timeout, again after the interval), and `run`'s end.
+#[test]
+fn readiness() {
+    use crate::supervise::scan::Readiness;
+    let with = |readiness| {
+        let mut d = def(false, false);
+        d.readiness = readiness;
+        let mut s = Service::new(0, d, T);
+        s.run = Run::Running {
+            pid: pid(7),
+            since: T,
+            after: After::Natural,
+        };
+        s
+    };
+    let on = |s: &mut Service, ev: Ev| {
+        let mut acts = Vec::new();
+        s.on(ev, &cx(false), &mut acts);
+        show(&acts)
+    };
+    let exec = || Ev::Exec(Stage::Run, pid(7), Ok(()));
+    let yes = Ready::Yes { since: T };
+
+    // executed: ready with the exec, not before, not after the end
+    let mut s = with(Readiness::Executed);
+    assert_eq!(s.ready, Ready::No);
+    on(&mut s, exec());
+    assert_eq!(s.ready, yes);
+    on(&mut s, Ev::Ended(Stage::Run, pid(7), Exit::Code(0)));
+    assert_eq!(s.ready, Ready::No);
+
+    // notification fd: the newline decides; from an earlier run it does not count
+    let mut s = with(Readiness::Notify(3));
+    on(&mut s, exec());
+    assert_eq!(s.ready, Ready::No);
+    on(&mut s, Ev::Notified(pid(99)));
+    assert_eq!(s.ready, Ready::No, "a stale run's notification");
+    on(&mut s, Ev::Notified(pid(7)));
+    assert_eq!(s.ready, yes);
+
+    // check: started with the exec, one at a time, its exit decides, again after the interval
+    let mut s = with(Readiness::Check);
+    assert_eq!(
+        on(&mut s, exec()),
+        ["info web/run: running with PID 7", "spawn check 7"]
+    );
+    assert_eq!(s.check, Checking::Starting);
+    assert_eq!(
+        on(&mut s, Ev::CheckDue),
+        Vec::<String>::new(),
+        "never two at once"
+    );
+    assert_eq!(
+        on(&mut s, Ev::Spawned(Program::Check(pid(7)), Ok(pid(20)))),
+        ["arm CheckKill(0, Pid(20))"]
+    );
+    assert_eq!(
+        on(&mut s, Ev::Ended(Stage::Check, pid(20), Exit::Code(1))),
+        [
+            "debug web/check: PID 20 finished with status 1",
+            "arm Check(0)"
+        ]
+    );
+    assert_eq!((s.ready, s.check), (Ready::No, Checking::Idle));
+    assert_eq!(on(&mut s, Ev::CheckDue), ["spawn check 7"]);
+    on(&mut s, Ev::Spawned(Program::Check(pid(7)), Ok(pid(21))));
+    assert_eq!(
+        on(&mut s, Ev::CheckKill(pid(21))),
+        [
+            "debug web/check: sending SIGKILL to PID 21",
+            "kill 21 SIGKILL"
+        ]
+    );
+    assert_eq!(
+        on(&mut s, Ev::CheckKill(pid(20))),
+        Vec::<String>::new(),
+        "stale"
+    );
+    on(&mut s, Ev::Ended(Stage::Check, pid(21), Exit::Code(0)));
+    assert_eq!(s.ready, yes);
+    on(&mut s, Ev::CheckDue);
+    on(&mut s, Ev::Spawned(Program::Check(pid(7)), Ok(pid(22))));
+    on(&mut s, Ev::Ended(Stage::Check, pid(22), Exit::Code(0)));
+    assert_eq!(s.ready, yes, "still ready: since unchanged");
+    assert_eq!(
+        on(
+            &mut s,
+            Ev::Spawned(Program::Check(pid(7)), Err(SpawnError::Absent))
+        ),
+        Vec::<String>::new(),
+        "not asked for: ignored"
+    );
+    on(&mut s, Ev::CheckDue);
+    assert_eq!(
+        on(
+            &mut s,
+            Ev::Spawned(Program::Check(pid(7)), Err(SpawnError::Absent))
+        ),
+        ["arm Check(0)"],
+        "gone: not ready, tried again"
+    );
+    assert_eq!(s.ready, Ready::No);
+
+    // with periodic checks off, a check is not run: ready once executed
+    let mut s = with(Readiness::Check);
+    let mut acts = Vec::new();
+    let off = Ctx {
+        check_interval: None,
+        ..cx(false)
+    };
+    s.on(exec(), &off, &mut acts);
+    assert_eq!(s.ready, yes);
+    assert!(!show(&acts).iter().any(|a| a.starts_with("spawn check")));
 }

@@ -102,6 +102,7 @@ impl Supervisor {
         }
         let moment = match self.phase {
             Phase::Killing { .. } => Moment::Killing,
+            Phase::Draining { .. } => Moment::Draining,
             p if p.stopping() => Moment::Stopping,
             _ => Moment::Running,
         };
@@ -119,6 +120,18 @@ impl Supervisor {
                 name: f.name.into(),
                 pid: f.pid,
             };
+            // While draining, only what appeared after the last service ended is killed at
+            // once; an orphan that may have started before (the tick's doubt goes its way) is
+            // terminated like any at shutdown.
+            let moment = match (moment, self.phase) {
+                (Moment::Draining, Phase::Draining { drained, .. })
+                    if f.age_max
+                        .is_some_and(|age| now.checked_sub(age).is_some_and(|t| t < drained)) =>
+                {
+                    Moment::Stopping
+                }
+                (m, _) => m,
+            };
             match orphans::verdict(self.cfg.policy, moment, f.mature) {
                 Verdict::Wait => {
                     if !f.mature {
@@ -126,10 +139,12 @@ impl Supervisor {
                     }
                 }
                 Verdict::Kill => {
-                    out.push(Effect::Say(
-                        Level::Warn,
-                        Msg::StopTimeoutKill(o.to_string(), f.pid),
-                    ));
+                    let msg = if moment == Moment::Killing {
+                        Msg::StopTimeoutKill(o.to_string(), f.pid)
+                    } else {
+                        Msg::OrphanKillingReparented(o.clone(), f.cmdline)
+                    };
+                    out.push(Effect::Say(Level::Warn, msg));
                     out.push(Effect::Kill(f.pid, Signal::SIGKILL));
                     self.procs
                         .insert(f.pid, Role::Orphan(o), Default::default());
