@@ -11,7 +11,7 @@
 //!   first the run script fails and the container stops (exit 3); with dinit as `sv` the
 //!   service is down on purpose and the others run on;
 //! - `sv start` of a service that runs changes nothing and logs nothing; `sv restart` logs;
-//! - tini's single program, the service-directory way: the exit code is dinit's (0 or 3), and a
+//! - tini's single program, the service-directory way (`app`): the exit code is dinit's (0 or 3), and a
 //!   `finish` script reports the program's own;
 //! - s6-overlay's layout: `cont-init.d` scripts before `exec dinit`, `services.d` as `DINIT_DIR`,
 //!   `finish` with s6's (runit's) two arguments.
@@ -351,24 +351,24 @@ fn sv_start_of_a_running_service_logs_nothing() {
 // ---------------------------------------------------------------------------------------------
 // tini, the service-directory way (docs/migrating.md)
 
-/// One service `main` that `exec`s the program, and the page's `finish` that reports the
+/// One service `app` that `exec`s the program, and the page's `finish` that reports the
 /// program's own exit code: dinit exits 3 for any failure, 0 for success.
 #[test]
 fn tini_single_program_as_a_service() {
     for (code, want) in [(0, 0), (5, 3)] {
         let d = TestDir::new();
-        d.svc("main")
+        d.svc("app")
             .run(&format!(
                 "#!/bin/sh\nexec /bin/sh -c 'echo working; exit {code}'\n"
             ))
-            .finish("#!/bin/sh\necho \"main exited with code $1 (signal $2)\"\n");
+            .finish("#!/bin/sh\necho \"app exited with code $1 (signal $2)\"\n");
         let mut r = launch(&d).text().info().spawn();
         assert_eq!(r.wait_exit(LONG), want, "{}", r.dump());
         let out = r.stdout_str();
-        assert!(out.contains("main/run: working"), "{}", r.dump());
+        assert!(out.contains("app/run: working"), "{}", r.dump());
         assert!(
             out.contains(&format!(
-                "main/finish: main exited with code {code} (signal 0)"
+                "app/finish: app exited with code {code} (signal 0)"
             )),
             "{}",
             r.dump()
@@ -376,12 +376,12 @@ fn tini_single_program_as_a_service() {
     }
     // SIGTERM (docker stop) reaches the program; the exit code is 0
     let d = TestDir::new();
-    d.svc("main").run(&d.long_running("main", ""));
+    d.svc("app").run(&d.long_running("app", ""));
     let mut r = launch(&d).spawn();
-    d.wait_file("main.started", LONG);
+    d.wait_file("app.started", LONG);
     r.signal(SIGTERM);
     assert_eq!(r.wait_exit(LONG), 0, "{}", r.dump());
-    assert!(d.exists("main.term"));
+    assert!(d.exists("app.term"));
 }
 
 // ---------------------------------------------------------------------------------------------
