@@ -160,6 +160,44 @@ P = {
 for k, v in P.items():
     write("protocol", k, v)
 
+# ---- control_conn: [limits] [n_steps] [steps: op arg] [data]
+# limits: bits 0-1 the longest request (8, 16, 64, 64 KiB), bits 2-3 the read size (1, 3, 16,
+# 4096). Steps (op % 8): 0 read arg+1 bytes, 1 take and answer (arg*7+1 bytes), 2 write arg
+# bytes, 3 end of input, 4 socket failure, 5 the clock moves arg*20 ms, 6-7 read everything.
+READ, SERVE, WRITE, EOF, FAIL, TICK, READ_ALL = 0, 1, 2, 3, 4, 5, 6
+ST = b'{"cmd":"status"}'
+
+
+def conn(max_sel, read_sel, steps=(), data=b""):
+    out = bytes([max_sel | (read_sel << 2), len(steps)])
+    for op, arg in steps:
+        out += bytes([op, arg])
+    return out + data
+
+
+K = {
+    # 3,800 requests in one write, cut short: many complete lines in one read.
+    "many-in-one-read": conn(3, 3, [(READ_ALL, 0), (SERVE, 0), (WRITE, 1), (SERVE, 0)],
+                             (ST + b"\n") * 200),
+    "pipelined-blank-lines": conn(3, 3, [], ST + b"\n\n  \r\n" + b'{"cmd":"fly"}\r\n' + ST + b"\n"),
+    "byte-by-byte": conn(3, 0, [(READ, 0)] * 20 + [(SERVE, 3), (WRITE, 5), (READ, 0)] * 4,
+                         ST + b"\n" + ST + b"\n"),
+    "too-long-with-newline": conn(0, 3, [], ST + b"\n"),
+    "too-long-no-newline": conn(1, 2, [(READ, 40), (SERVE, 0)], b"x" * 40),
+    "exactly-the-limit": conn(0, 1, [], b"  null  \n" + b"12345678\n"),
+    "eof-mid-line": conn(3, 3, [(READ, 5), (EOF, 0), (SERVE, 0)], ST),
+    "eof-after-lines": conn(3, 2, [(READ_ALL, 0), (EOF, 0)], ST + b"\n" + ST + b"\n  "),
+    "fail-mid-response": conn(3, 3, [(READ_ALL, 0), (SERVE, 200), (WRITE, 3), (FAIL, 0)],
+                              (ST + b"\n") * 5),
+    "slowloris": conn(3, 0, [(READ, 0), (TICK, 100), (READ, 0), (TICK, 100), (READ, 0), (TICK, 60)],
+                      b"   {"),
+    "unread-response": conn(3, 3, [(READ_ALL, 0), (SERVE, 255), (WRITE, 10), (TICK, 200), (TICK, 60)],
+                            ST + b"\n" + ST + b"\n"),
+    "idle": conn(3, 3, [(TICK, 249), (TICK, 1), (TICK, 1)], b""),
+}
+for k, v in K.items():
+    write("control_conn", k, v)
+
 # ---- dictionaries (libFuzzer -dict=)
 DICTS = {
     "json": [b"{", b"}", b"[", b"]", b":", b",", b'"', b"\\", b"true", b"false", b"null",
@@ -170,6 +208,9 @@ DICTS = {
                  b'"signal"', b'"shutdown"', b'"services":', b'"signal":', b'["a"]', b"null",
                  b'"HUP"', b'"SIGKILL"', b'"rtmin"', b"65", b"-1", b"2147483648", b"1.5",
                  b"{", b"}", b"[", b"]", b",", b"\\u0000"],
+    "control_conn": [b'{"cmd":', b'"status"', b'"shutdown"', b'"services":', b'["a"]', b"}",
+                     b"\n", b"\r\n", b" ", b'{"cmd":"status"}\n', b"\x00\x06", b"\x01\x00",
+                     b"\x02\xff", b"\x03\x00", b"\x04\x00", b"\x05\xfa"],
     "lines": [b"\n", b"\r\n", b"\r", b"\xc3\xa9", b"\xe2\x82\xac", b"\xf0\x9f\x98\x80",
               b"\xe2\x82", b"\xf0\x9f\x98", b"\xff", b"\x00\x00\x01", b"\xc0\xcf\xdf",
               b"\x01\xcf", b"\x01\xd0"],

@@ -15,7 +15,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
-ALL_TARGETS=(lines json_scan record config protocol)
+ALL_TARGETS=(lines json_scan record config protocol control_conn)
 
 SECS="${1:-10}"
 [ "$#" -gt 0 ] && shift
@@ -63,6 +63,7 @@ for t in "${TARGETS[@]}"; do
     case "$t" in
         json_scan | record) args+=(-dict=dicts/json.dict) ;;
         protocol) args+=(-dict=dicts/protocol.dict) ;;
+        control_conn) args+=(-dict=dicts/control_conn.dict) ;;
         config) args+=(-dict=dicts/config.dict) ;;
         lines) args+=(-dict=dicts/lines.dict) ;;
     esac

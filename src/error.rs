@@ -95,6 +95,10 @@ pub fn errno_text(e: Errno) -> String {
     let desc = e.desc();
     let mut chars = desc.chars();
     match chars.next() {
+        // An abbreviation keeps its capitals: `I/O error`, not `i/O error`.
+        Some(_) if desc.chars().nth(1).is_some_and(|c| c == '/' || c.is_uppercase()) => {
+            desc.to_owned()
+        }
         Some(c) => c.to_lowercase().chain(chars).collect(),
         None => format!("error {}", e as i32),
     }
@@ -123,5 +127,6 @@ mod tests {
             "prctl: invalid argument"
         );
         assert_eq!(errno_text(Errno::EPIPE), "broken pipe");
+        assert_eq!(errno_text(Errno::EIO), "I/O error");
     }
 }

@@ -206,7 +206,9 @@ impl Loop {
                     STDERR => self.out.sink_mut(Stream::Stderr).set_writable(),
                     CONTROL => {
                         let tokens = &mut self.tokens;
-                        self.control.accept(self.poll.registry(), || tokens.fresh());
+                        let now = Instant::now();
+                        self.control
+                            .accept(self.poll.registry(), || tokens.fresh(), now);
                     }
                     HTTP => {
                         let tokens = &mut self.tokens;
@@ -362,7 +364,7 @@ impl Loop {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        self.control.expire(now, self.poll.registry());
+        self.control_turn(now);
         self.http.expire(now, self.poll.registry());
         self.out.note_blocked(now);
         self.out.trim(now);

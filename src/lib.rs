@@ -162,7 +162,7 @@ fn run(main: Option<&[std::ffi::OsString]>) -> u8 {
         Some(&nix::sys::signal::SigSet::empty()),
         None,
     );
-    supervise::spawn::ignore_signals(signals::IGNORED, libc::SIGRTMIN()..=libc::SIGRTMAX());
+    supervise::spawn::ignore_signals(signals::IGNORED, 32..=supervise::spawn::KERNEL_SIGRTMAX);
     let child = match signals::child_signal() {
         Ok(s) => s,
         Err(e) => return early_fail(format_args!("exiting: signalfd: {}", error::errno_text(e))),

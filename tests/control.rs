@@ -1313,7 +1313,7 @@ fn socket_stale_file_replaced() {
 }
 
 /// Expect: a second dinit given the socket of a running one leaves it alone (one warning
-/// naming the path, address in use), runs on; the socket keeps answering for the first, also
+/// naming the path once and the operation, `bind: address already in use`), runs on; the socket keeps answering for the first, also
 /// after the second exits (it does not remove what is not its own).
 #[test]
 fn socket_of_a_live_dinit_left_alone() {
@@ -1329,6 +1329,13 @@ fn socket_of_a_live_dinit_left_alone() {
     let w = dn2.wait_stderr_contains("control socket", MEDIUM);
     assert!(
         w.contains(&format!("dinit: warning: control socket {s}: ")) && w.contains("in use"),
+        "{w}"
+    );
+    // The operation and the path once, in the error grammar (issue 19).
+    assert!(
+        w.ends_with(&format!(
+            "dinit: warning: control socket {s}: bind: address already in use"
+        )),
         "{w}"
     );
     let names = |st: &Value| validate_status(st);

@@ -1190,14 +1190,19 @@ fn non_root_user() {
     let st = nonroot.exec(&["sv", "status", "tick"]);
     assert_eq!(st.code, 0, "{st}");
     assert!(st.stdout.starts_with("run: tick: (pid "), "{st}");
-    // status is open to everyone
+    // The client trusts only a dinit of root or its own uid (contract §13): root's and
+    // another user's clients refuse this one before sending anything, so nothing happens.
+    // (The server's own `permission denied` for other uids is tests/control.rs's.)
     let st = nonroot.exec_as("0", &["/dinit", "status"]);
-    assert_eq!(st.code, 0, "{st}");
-    // a change by another uid is refused, nothing happens
-    let down = nonroot.exec_as("65534", &["/dinit", "down", "tick"]);
-    assert_ne!(down.code, 0, "{down}");
+    assert_eq!(st.code, 1, "{st}");
     assert!(
-        format!("{}{}", down.stdout, down.stderr).contains("permission denied"),
+        st.stderr.contains("not owned by root or you (uid 65532)"),
+        "{st}"
+    );
+    let down = nonroot.exec_as("65534", &["/dinit", "down", "tick"]);
+    assert_eq!(down.code, 1, "{down}");
+    assert!(
+        format!("{}{}", down.stdout, down.stderr).contains("not owned by root or you"),
         "{down}"
     );
     // dinit's own uid may restart

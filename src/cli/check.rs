@@ -1,7 +1,7 @@
 //! runit's `check` scripts, as `dinit check` and `sv check` run them: in the client, never in
 //! PID 1. The client is an ordinary short-lived process, so it may wait and sleep here.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +19,9 @@ pub enum Checked {
     TimedOut,
     /// It could not be started (or waited for): the error line's text.
     Error(String),
+    /// Not run: this script, or a directory it is in, could be changed by someone the client
+    /// does not trust (see [`untrusted`]).
+    Untrusted(PathBuf),
 }
 
 impl Checked {
@@ -38,6 +41,28 @@ fn check_script(dir: &Path) -> Option<PathBuf> {
     (m.is_file() && m.permissions().mode() & 0o111 != 0).then_some(path)
 }
 
+/// What makes the client refuse to run `script` (the check of service directory `dir`): the
+/// first of the script, the directory it really is in (symlinks followed) and the service
+/// directory that is owned by a uid other than 0 and the client's (`me`), or writable by its
+/// group or by everyone. As ssh's StrictModes: a `check` runs with the client's rights (root's,
+/// for a Docker HEALTHCHECK), so only those who have them already may write it.
+pub fn untrusted(dir: &Path, script: &Path, me: u32) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(script).unwrap_or_else(|_| script.to_path_buf());
+    let real_dir = real.parent().map(Path::to_path_buf);
+    [
+        Some(script.to_path_buf()),
+        real_dir,
+        Some(dir.to_path_buf()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| {
+        std::fs::metadata(p)
+            .map(|m| (m.uid() != 0 && m.uid() != me) || m.mode() & 0o022 != 0)
+            .unwrap_or(true)
+    })
+}
+
 /// A `check` script on its way.
 pub enum CheckRun {
     Done(Checked),
@@ -52,6 +77,9 @@ pub fn start_check(dir: &Path, pid: Option<u32>, stdout: Stdio) -> CheckRun {
     let Some(path) = check_script(dir) else {
         return CheckRun::Done(Checked::Passed);
     };
+    if let Some(p) = untrusted(dir, &path, nix::unistd::geteuid().as_raw()) {
+        return CheckRun::Done(Checked::Untrusted(p));
+    }
     let mut cmd = Command::new(&path);
     cmd.arg0("./check")
         .current_dir(dir)
@@ -171,6 +199,58 @@ mod tests {
         let t = Instant::now();
         assert_eq!(run(200), Checked::TimedOut);
         assert!(t.elapsed() < Duration::from_secs(5));
+        // Writable by others than the owner: not run (the marker shows it).
+        let marker = dir.with_extension("ran");
+        let _ = std::fs::remove_file(&marker);
+        let body = format!("#!/bin/sh\necho x > '{}'\n", marker.display());
+        script(&body, 0o775);
+        assert_eq!(run(1000), Checked::Untrusted(dir.join("check")));
+        script(&body, 0o757);
+        assert_eq!(run(1000), Checked::Untrusted(dir.join("check")));
+        script(&body, 0o755);
+        let set_dir =
+            |mode| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        set_dir(0o777);
+        assert_eq!(run(1000), Checked::Untrusted(dir.clone()));
+        set_dir(0o1777);
+        assert_eq!(run(1000), Checked::Untrusted(dir.clone()));
+        set_dir(0o755);
+        // A symlink to a script in a folder others may write.
+        let elsewhere = dir.with_extension("elsewhere");
+        let _ = std::fs::remove_dir_all(&elsewhere);
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("c"), &body).unwrap();
+        std::fs::set_permissions(elsewhere.join("c"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::remove_file(dir.join("check")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("c"), dir.join("check")).unwrap();
+        assert_eq!(
+            run(1000),
+            Checked::Untrusted(std::fs::canonicalize(&elsewhere).unwrap())
+        );
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(run(5000), Checked::Passed);
+        assert!(marker.exists());
+        std::fs::remove_file(&marker).unwrap();
+        std::fs::remove_file(dir.join("check")).unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        if me == 0 {
+            // Owned by another user: not run by root; run by that user, whose own it is.
+            script(&body, 0o755);
+            let nobody = nix::unistd::Uid::from_raw(65534);
+            nix::unistd::chown(&dir.join("check"), Some(nobody), None).unwrap();
+            assert_eq!(run(1000), Checked::Untrusted(dir.join("check")));
+            assert_eq!(untrusted(&dir, &dir.join("check"), 65534), None);
+            nix::unistd::chown(
+                &dir.join("check"),
+                Some(nix::unistd::Uid::from_raw(0)),
+                None,
+            )
+            .unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&elsewhere);
+        assert!(!marker.exists(), "an untrusted check ran");
         script("#!/nonexistent/interpreter\n", 0o755);
         assert!(
             matches!(run(1000), Checked::Error(e) if e.ends_with("check: no such file or directory"))

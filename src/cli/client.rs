@@ -63,21 +63,59 @@ impl Dinit {
         }
     }
 
+    /// Connects, and makes sure dinit is who answers: the server's credentials (`SO_PEERCRED`,
+    /// from the kernel) must be uid 0 or the client's own uid, before anything is sent. A socket
+    /// another user bound in dinit's place (a squatter in a world-writable folder) gets nothing:
+    /// not the request, and no chance to name a `check` script for the client to run.
     fn connect(&self) -> Result<UnixStream, Failure> {
-        let res = match &self.socket {
+        use nix::sys::socket::{
+            AddressFamily, SockFlag, SockType, UnixAddr, connect, getsockopt, setsockopt, socket,
+            sockopt,
+        };
+        use nix::sys::time::{TimeVal, TimeValLike};
+        use std::os::fd::AsRawFd;
+        let os = |e: nix::errno::Errno| self.unreachable(errno_text(e));
+        let (len, addr) = match &self.socket {
             ControlSocket::Off => {
                 return Err(
                     self.unreachable("the control socket is off (DINIT_CONTROL_SOCKET=none)")
                 );
             }
-            ControlSocket::Path(p) => UnixStream::connect(p),
-            ControlSocket::Abstract(name) => {
-                use std::os::linux::net::SocketAddrExt;
-                std::os::unix::net::SocketAddr::from_abstract_name(name)
-                    .and_then(|addr| UnixStream::connect_addr(&addr))
-            }
+            ControlSocket::Path(p) => (p.as_os_str().len(), UnixAddr::new(p.as_path())),
+            ControlSocket::Abstract(name) => (name.len(), UnixAddr::new_abstract(name)),
         };
-        res.map_err(|e| self.unreachable(io_text(&e)))
+        if let Some(why) = protocol::socket_path_too_long(len) {
+            return Err(self.unreachable(why));
+        }
+        let addr = addr.map_err(os)?;
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(os)?;
+        // A Unix socket's connect waits while the listener's queue is full, as long as the send
+        // timeout allows (a squatter that never accepts must not hang a health check).
+        let timeout = TimeVal::seconds(IO_TIMEOUT.as_secs() as i64);
+        setsockopt(&fd, sockopt::SendTimeout, &timeout).map_err(os)?;
+        loop {
+            match connect(fd.as_raw_fd(), &addr) {
+                Ok(()) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => {
+                    return Err(self.unreachable(io_text(&io::ErrorKind::WouldBlock.into())));
+                }
+                Err(e) => return Err(os(e)),
+            }
+        }
+        let stream = UnixStream::from(fd);
+        let peer = getsockopt(&stream, sockopt::PeerCredentials).map_err(os)?;
+        let me = nix::unistd::geteuid().as_raw();
+        if !trusted_server(peer.uid(), me) {
+            return Err(self.unreachable(format!("not owned by root or you (uid {})", peer.uid())));
+        }
+        Ok(stream)
     }
 
     /// Sends one request and returns the result fields of a successful response (`ok` removed).
@@ -125,6 +163,12 @@ impl Dinit {
             services: names.to_vec(),
         })
     }
+}
+
+/// Whether a server whose credentials say `uid` may be dinit for a client running as `me`: root's,
+/// or the client's own (contract §13).
+pub fn trusted_server(uid: u32, me: u32) -> bool {
+    uid == 0 || uid == me
 }
 
 /// A read timeout is EAGAIN, whose text ("resource temporarily unavailable") says nothing.
@@ -217,6 +261,15 @@ mod tests {
     }
 
     #[test]
+    fn whom_the_client_trusts() {
+        assert!(trusted_server(0, 1000));
+        assert!(trusted_server(1000, 1000));
+        assert!(!trusted_server(65534, 1000));
+        assert!(trusted_server(0, 0));
+        assert!(!trusted_server(1000, 0));
+    }
+
+    #[test]
     fn unreachable() {
         let d = Dinit {
             socket: ControlSocket::Path("/nonexistent/dinit.sock".into()),
@@ -231,6 +284,17 @@ mod tests {
         assert_eq!(
             d.request(&Request::Shutdown).unwrap_err().to_string(),
             "cannot reach dinit at @dinit-client-test-nobody: connection refused"
+        );
+        let long = format!("/{}", "x".repeat(107));
+        let d = Dinit {
+            socket: ControlSocket::Path(long.clone().into()),
+        };
+        assert_eq!(
+            d.request(&Request::Shutdown).unwrap_err().to_string(),
+            format!(
+                "cannot reach dinit at {long}: file name too long (108 bytes; a Unix socket \
+                 path has at most 107)"
+            )
         );
         let d = Dinit {
             socket: ControlSocket::Off,

@@ -217,6 +217,7 @@ fn check_line(name: &str, c: &Checked, timeout: &str) -> Option<String> {
         Checked::Killed(sig) => format!("{name}: check killed by signal {sig}"),
         Checked::TimedOut => format!("{name}: check timed out after {timeout} s"),
         Checked::Error(e) => format!("{name}: check failed: {e}"),
+        Checked::Untrusted(p) => format!("{name}: check not trusted: {}", p.display()),
     })
 }
 

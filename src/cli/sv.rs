@@ -40,7 +40,7 @@ use crate::error::{ErrnoOf, errno_text};
 
 use crate::control::protocol::{ServiceStatus, State, Status};
 
-use super::check::{finish_checks, start_check};
+use super::check::{Checked, finish_checks, start_check};
 use super::client::{Dinit, Failure, is_new_run};
 use super::lines::{err, out, status_line, status_line_with_log};
 
@@ -469,14 +469,26 @@ fn wait_for(
                 report.fail(&t.label, &chdir_failed(Errno::ENOENT));
                 return false;
             };
+            let mut untrusted = None;
             let mut check = |s: &ServiceStatus| {
                 let run = start_check(Path::new(&s.dir), s.pid, Stdio::null());
                 finish_checks(vec![run], check_until)
                     .iter()
-                    .all(|c| c.passed())
+                    .all(|c| match c {
+                        Checked::Untrusted(p) => {
+                            untrusted = Some(p.clone());
+                            false
+                        }
+                        c => c.passed(),
+                    })
             };
             if satisfied(cmd.acts, s, &t.before, &mut check) {
                 report.line(&format!("ok: {}", status_line(&t.label, s)));
+                return false;
+            }
+            // A check the client will not run cannot pass by waiting.
+            if let Some(p) = untrusted {
+                report.fail(&t.label, &format!("check not trusted: {}", p.display()));
                 return false;
             }
             if elapsed <= wait {

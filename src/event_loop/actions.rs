@@ -7,6 +7,7 @@
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
+use std::time::Instant;
 
 use mio::Token;
 use mio::unix::SourceFd;
@@ -103,7 +104,7 @@ impl Loop {
                     Ok(()) => Response::Done,
                     Err(r) => Response::Refused(r.to_string()),
                 };
-                self.control.respond(token, &response.to_json());
+                self.control.respond(token, &response);
             }
             Effect::Trace(pid, cmd) => {
                 let result = self.tracer.run(pid, cmd)?;
@@ -396,25 +397,41 @@ impl Loop {
         Event::Watched { pid, pipes }
     }
 
-    /// A control connection is readable or writable: its requests go to supervision or are
-    /// answered from its state.
+    /// An event on a control connection (readable or writable): it is served at most one
+    /// request.
     pub fn control_ready(&mut self, token: Token) {
-        let mut requests = Vec::new();
-        self.control
-            .on_ready(token, self.poll.registry(), &mut requests);
-        let own_uid = nix::unistd::getuid().as_raw();
-        for incoming in requests {
+        self.control.woke(token);
+        self.serve_connection(token);
+    }
+
+    /// Once a turn: control connections past their deadline are closed, connections left
+    /// waiting by the accept budget are accepted, and each connection that can go on without a
+    /// new event (requests held, input left unread) is served one more request.
+    pub fn control_turn(&mut self, now: Instant) {
+        if self.control.wants_accept() {
+            let tokens = &mut self.tokens;
+            self.control
+                .accept(self.poll.registry(), || tokens.fresh(), now);
+        }
+        for token in self.control.turn(now, self.poll.registry()) {
+            self.serve_connection(token);
+        }
+    }
+
+    /// One request of a control connection: answered from supervision's state, refused, or
+    /// handed to supervision as an event (whose `Reply` effect answers it).
+    fn serve_connection(&mut self, token: Token) {
+        let now = Instant::now();
+        if let Some(incoming) = self.control.next_request(token, now) {
             let route = match incoming.request {
                 Ok(req) => {
                     self.stats.request(req.name());
-                    status::route(req, incoming.uid, own_uid)
+                    status::route(req, incoming.uid, nix::unistd::getuid().as_raw())
                 }
                 Err(e) => Route::Refuse(e),
             };
             match route {
-                Route::Refuse(e) => {
-                    self.control.respond(token, &Response::Refused(e).to_json());
-                }
+                Route::Refuse(e) => self.control.respond(token, &Response::Refused(e)),
                 Route::Read(names) => {
                     let io = &self.io;
                     let counts = |i: usize| {
@@ -426,7 +443,7 @@ impl Loop {
                         Ok(st) => Response::Status(st),
                         Err(r) => Response::Refused(r.to_string()),
                     };
-                    self.control.respond(token, &response.to_json());
+                    self.control.respond(token, &response);
                 }
                 Route::Ask(ask) => self.deliver(Event::Request {
                     from: token,
@@ -435,6 +452,6 @@ impl Loop {
                 }),
             }
         }
-        self.control.flush(token, self.poll.registry());
+        self.control.settle(token, self.poll.registry(), now);
     }
 }

@@ -44,6 +44,9 @@ impl Stream {
 /// Own messages kept while a stream is stalled, in bytes (held, and queued on stderr beyond the
 /// service records' own bound).
 pub const OWN_LIMIT: usize = 1 << 20;
+/// What a held line costs beyond its bytes (its buffer's allocation, its queue slot): counted
+/// against [`OWN_LIMIT`], so that the bound is on memory, not on text.
+const HELD_OVERHEAD: usize = 64;
 
 pub struct Output {
     level: Level,
@@ -119,7 +122,7 @@ impl Output {
         let ts = self.clock.now();
         let mut line = Vec::with_capacity(96);
         log::format_line(&mut line, &ts, level, msg);
-        self.held_bytes += line.len();
+        self.held_bytes += line.len() + HELD_OVERHEAD;
         self.held.push_back((after, line));
     }
 
@@ -180,7 +183,7 @@ impl Output {
             .is_some_and(|h| stdout_gone || h.0 <= written)
         {
             if let Some((_, line)) = self.held.pop_front() {
-                self.held_bytes -= line.len();
+                self.held_bytes -= line.len() + HELD_OVERHEAD;
                 self.err.buf().extend_from_slice(&line);
             }
         }

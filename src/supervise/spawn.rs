@@ -255,9 +255,9 @@ unsafe fn exec_child(
             libc::setpgid(0, 0);
             libc::tcsetpgrp(0, libc::getpid());
         }
-        for sig in 1..=libc::SIGRTMAX() {
+        for sig in 1..=KERNEL_SIGRTMAX {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
+                set_disposition(sig, libc::SIG_DFL);
             }
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -390,6 +390,31 @@ pub fn fixed_mmap_threshold() {
 pub fn ignore_signals(sigs: impl IntoIterator<Item = i32>, range: std::ops::RangeInclusive<i32>) {
     for sig in sigs.into_iter().chain(range) {
         // SAFETY: SIG_IGN installs no handler code; dinit is single-threaded here.
-        unsafe { libc::signal(sig, libc::SIG_IGN) };
+        unsafe { set_disposition(sig, libc::SIG_IGN) };
     }
+}
+
+/// The kernel's real-time signals end here (x86_64 and aarch64); the C library reserves the
+/// first few (glibc 32 and 33, musl up to 34) and its `SIGRTMIN()` starts after them.
+pub const KERNEL_SIGRTMAX: i32 = 64;
+
+/// Sets `sig` to SIG_DFL or SIG_IGN with the raw system call: the C library refuses its
+/// reserved real-time signals (EINVAL), which any process may still send.
+///
+/// # Safety
+/// Only SIG_DFL or SIG_IGN (no handler code); async-signal-safe (used after fork).
+pub unsafe fn set_disposition(sig: i32, handler: libc::sighandler_t) {
+    // The kernel's struct sigaction: handler, flags, restorer (where the architecture has one),
+    // mask. With everything but the handler zero, both layouts are the same bytes.
+    let act: [libc::c_ulong; 4] = [handler as libc::c_ulong, 0, 0, 0];
+    // SAFETY: a plain system call on a local buffer of the kernel's size, sigsetsize 8.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            act.as_ptr(),
+            std::ptr::null_mut::<libc::c_void>(),
+            8usize,
+        )
+    };
 }
