@@ -37,13 +37,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # - nginx, redis-server: tests/orphans.rs adopts these real daemonizing programs;
 # - postgresql, postgresql-contrib, redis-tools: tests/daemons.rs runs PostgreSQL, Redis and
 #   nginx as dinit services under load (pgbench, redis-benchmark), on temp dirs and free ports;
-# - tini: tests/tini.rs runs tini's own test ideas under tini and under `dinit --` side by side.
+# - tini: tests/tini.rs runs tini's own test ideas under tini and under `dinit --` side by side;
+# - podman, crun, containerd, runc: tests/docker.rs runs the images under Podman and under a
+#   containerd it starts itself (ctr + runc), loaded from `docker save` tarballs;
+# - qemu-user-static: scripts/qemu-aarch64.sh runs the aarch64 release binary under it (CI).
 # None of these daemons is started by the install (policy-rc.d); the tests start their own,
 # inside PID and mount namespaces. Docker is not installed here: tests/docker.rs runs when the
 # machine has an engine (`docker info`) and is skipped otherwise.
 PACKAGES=(util-linux procps python3 bash busybox-static jq gcc libc6-dev ca-certificates
     runit runit-services rsyslog dbus at cron nginx redis-server
-    postgresql postgresql-contrib redis-tools tini)
+    postgresql postgresql-contrib redis-tools tini
+    podman crun containerd runc qemu-user-static)
 
 say() { printf 'scripts/test.sh: %s\n' "$*" >&2; }
 die() {

@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -396,10 +396,11 @@ fn build_images() -> Result<Images, String> {
         ctx.join("target/release/dinit"),
     )
     .map_err(|e| format!("copying {}: {e}", env!("CARGO_BIN_EXE_dinit")))?;
-    let link = "docker/rootfs/usr/bin/sv";
-    let target = fs::read_link(repo().join(link)).map_err(|e| format!("{link}: {e}"))?;
-    fs::create_dir_all(ctx.join(link).parent().unwrap()).unwrap();
-    std::os::unix::fs::symlink(target, ctx.join(link)).unwrap();
+    for link in ["docker/rootfs/usr/bin/sv", "docker/rootfs/usr/bin/dinit"] {
+        let target = fs::read_link(repo().join(link)).map_err(|e| format!("{link}: {e}"))?;
+        fs::create_dir_all(ctx.join(link).parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, ctx.join(link)).unwrap();
+    }
     // What the .dockerignore must keep out of the context (target/ holds gigabytes).
     write_file(
         &ctx.join("target/release/deps/big"),
@@ -1485,6 +1486,10 @@ fn distroless_image() {
     assert!(st.stdout.starts_with("run: tick: (pid "), "{st}");
     let ck = c.exec(&["/dinit", "check"]);
     assert_eq!(ck.code, 0, "{ck}");
+    // `dinit` is on PATH (/usr/bin/dinit -> /dinit), in the image without a shell too.
+    let st = c.exec(&["dinit", "status"]);
+    assert_eq!(st.code, 0, "{st}");
+    assert!(st.stdout.starts_with("run: tick: (pid "), "{st}");
     assert!(c.stop() < STOP_LIMIT);
     assert_eq!(c.inspect("{{.State.ExitCode}}"), "0");
     let (o, _) = c.logs();
@@ -1522,12 +1527,17 @@ fn images_are_as_documented() {
             "/bin/sh",
             &img.alpine,
             "-c",
-            "readlink /usr/bin/sv; ls -A /etc/service | wc -l; ls -l /dinit | awk '{print $5}'; pwd",
+            "readlink /usr/bin/sv; readlink /usr/bin/dinit; command -v dinit; \
+             ls -A /etc/service | wc -l; ls -l /dinit | awk '{print $5}'; pwd",
         ],
         LONG,
     );
     let bin_size = fs::metadata(env!("CARGO_BIN_EXE_dinit")).unwrap().len();
-    assert_eq!(o.stdout, format!("/dinit\n0\n{bin_size}\n/\n"), "{o}");
+    assert_eq!(
+        o.stdout,
+        format!("/dinit\n/dinit\n/usr/bin/dinit\n0\n{bin_size}\n/\n"),
+        "{o}"
+    );
     let _ = writeln!(
         std::io::stderr().lock(),
         "tests/docker.rs: binary {bin_size} bytes; image sizes {sizes:?}"
@@ -1551,8 +1561,43 @@ fn user_image_example() {
         false,
         "\"msg\":\"job done\",\"job\":1,\"service\":\"worker\",\"stage\":\"run\"",
     );
+    // docs/image.md, "Control at runtime": every command of that block, in its order.
     let st = c.exec(&["sv", "status", "web", "worker"]);
     assert_eq!(st.code, 0, "{st}");
+    let all = c.exec(&["dinit", "status"]);
+    assert_eq!(all.code, 0, "{all}");
+    let lines: Vec<&str> = all.stdout.lines().collect();
+    assert!(
+        lines.len() == 2
+            && lines[0].starts_with("run: web: (pid ")
+            && lines[1].starts_with("run: worker: (pid "),
+        "{all}"
+    );
+    // runit's `sv status` wants service names: usage, exit 100 (as runit's own sv)
+    let usage = c.exec(&["sv", "status"]);
+    assert_eq!(usage.code, 100, "{usage}");
+    assert!(usage.stderr.contains("usage: sv "), "{usage}");
+    let r = c.exec(&["sv", "restart", "web"]);
+    assert!(
+        r.code == 0 && r.stdout.starts_with("ok: run: web: (pid "),
+        "{r}"
+    );
+    let json = c.exec(&["dinit", "status", "--json"]);
+    assert_eq!(json.code, 0, "{json}");
+    let v: Value =
+        serde_json::from_str(json.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(v["services"].as_array().map(Vec::len), Some(2), "{json}");
+    let down = c.exec(&["dinit", "down", "worker"]);
+    assert_eq!(down.code, 0, "{down}");
+    c.wait_logs("the worker stopped on purpose", LONG, |o, _| {
+        has_msg(o, "worker", "run", "worker stopped after")
+    });
+    assert!(c.running(), "dinit down stopped the container");
+    let up = c.exec(&["dinit", "up", "worker"]);
+    assert_eq!(up.code, 0, "{up}");
+    c.wait_logs("the worker started again", LONG, |o, _| {
+        count(o, "\"job\":1,\"service\":\"worker\"") == 2
+    });
     assert!(c.stop() < STOP_LIMIT);
     assert_eq!(c.inspect("{{.State.ExitCode}}"), "0");
     let (o, e) = c.logs();
@@ -1563,6 +1608,651 @@ fn user_image_example() {
         "{e}"
     );
     assert!(!e.contains("warning"), "{e}");
+}
+
+// =============================================================================================
+// The same images under Podman and under containerd's `ctr` with runc (what Kubernetes nodes
+// run: the kubelet talks to containerd, containerd starts runc), loaded from a `docker save`
+// tarball, nothing pulled. Each runtime's test checks what the Docker tests above check, in
+// that runtime's terms: the logs (stdout JSON, dinit's own lines on stderr), the stop (SIGTERM,
+// every handler ran, exit 0, well within 10 s), exit codes 0, 3 and 0 for "all 115", the health
+// check (Podman: the image's HEALTHCHECK through `podman healthcheck run`; ctr, which has no
+// HEALTHCHECK: `/dinit check` through `ctr task exec`, which is what a Kubernetes exec probe
+// does), and `dinit status` / `sv status` in the container. A runtime that is not installed is
+// skipped by name (`common::skip`); one that is installed but cannot run a container fails.
+
+/// `docker save` of the examples, e2e and e2e-health images, once per test binary.
+fn saved_images() -> &'static Path {
+    static TAR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = TAR.get_or_init(|| {
+        let img = images();
+        let tar = work_dir().join("images.tar");
+        let o = docker_t(
+            &[
+                "save",
+                "-o",
+                tar.to_str().unwrap(),
+                &img.examples,
+                &img.e2e,
+                &img.health,
+            ],
+            BUILD,
+        );
+        if o.code != 0 {
+            return Err(format!("docker save: {o}"));
+        }
+        Ok(tar)
+    });
+    match r {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The temporary directory of this test binary (made with the images).
+fn work_dir() -> PathBuf {
+    images();
+    WORKDIR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .expect("no work dir")
+}
+
+fn found_in_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| {
+            fs::metadata(d.join(program)).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+        })
+    })
+}
+
+fn run_prog(program: &str, args: &[String], timeout: Duration) -> Out {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    run_cmd(cmd, timeout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn strings(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+fn note(s: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "tests/docker.rs: {s}");
+}
+
+enum RtKind {
+    Podman,
+    Ctr,
+}
+
+/// One runtime, with its own storage under the test's work dir (Podman: `--root`/`--runroot`;
+/// containerd: its own daemon, root, state and socket, started here and stopped on drop), so
+/// nothing touches the machine's own Podman or containerd.
+struct Runtime {
+    kind: RtKind,
+    /// arguments before the subcommand: `podman --root …`, `ctr --address … --namespace …`
+    base: Vec<String>,
+    /// `podman run` options every container gets
+    run_opts: Vec<String>,
+    /// how the runtime names a loaded image: `localhost/<repo>` or `docker.io/<repo>`
+    image_prefix: &'static str,
+    daemon: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Runtime {
+    fn program(&self) -> &'static str {
+        match self.kind {
+            RtKind::Podman => "podman",
+            RtKind::Ctr => "ctr",
+        }
+    }
+
+    fn cmd(&self, args: &[&str], timeout: Duration) -> Out {
+        let mut all = self.base.clone();
+        all.extend(strings(args));
+        run_prog(self.program(), &all, timeout)
+    }
+
+    fn ok(&self, args: &[&str], timeout: Duration) -> Out {
+        let o = self.cmd(args, timeout);
+        assert_eq!(o.code, 0, "{} {}: {o}", self.program(), args.join(" "));
+        o
+    }
+
+    fn image(&self, docker_name: &str) -> String {
+        format!("{}{docker_name}", self.image_prefix)
+    }
+
+    fn load(&self) {
+        let tar = saved_images().to_str().unwrap().to_string();
+        let t = Instant::now();
+        match self.kind {
+            RtKind::Podman => self.ok(&["load", "-i", &tar], BUILD),
+            RtKind::Ctr => self.ok(&["images", "import", &tar], BUILD),
+        };
+        note(&format!(
+            "{} loaded the images from a docker save tarball in {:.1} s",
+            self.program(),
+            t.elapsed().as_secs_f64()
+        ));
+    }
+
+    /// Podman, with the first OCI runtime of crun, runc that can run a container here.
+    fn podman(test: &str) -> Option<Runtime> {
+        if !found_in_path("podman") {
+            common::skip(test, "podman not installed (Debian package podman)");
+            return None;
+        }
+        let dir = work_dir().join("podman");
+        fs::create_dir_all(&dir).unwrap();
+        // Podman's default limits (nofile 1048576) may exceed this process's hard limits, and
+        // an OCI runtime cannot raise them (`setrlimit RLIMIT_NOFILE: Operation not permitted`):
+        // give the containers modest ones, below this process's own.
+        let lim = |r, most: u64| {
+            let mut l = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            unsafe { libc::getrlimit(r, &mut l) };
+            l.rlim_max.min(most)
+        };
+        let (nofile, nproc) = (
+            lim(libc::RLIMIT_NOFILE, 4096),
+            lim(libc::RLIMIT_NPROC, 4096),
+        );
+        let mut rt = Runtime {
+            kind: RtKind::Podman,
+            base: strings(&[
+                "--root",
+                dir.join("root").to_str().unwrap(),
+                "--runroot",
+                dir.join("run").to_str().unwrap(),
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+                "--runtime",
+                "crun",
+            ]),
+            run_opts: vec![
+                "--network".into(),
+                "none".into(),
+                "--log-driver".into(),
+                "k8s-file".into(),
+                "--ulimit".into(),
+                format!("nofile={nofile}:{nofile}"),
+                "--ulimit".into(),
+                format!("nproc={nproc}:{nproc}"),
+            ],
+            image_prefix: "localhost/",
+            daemon: None,
+            dir: dir.clone(),
+        };
+        rt.load();
+        let mut tried = Vec::new();
+        for oci in ["crun", "runc"] {
+            if !found_in_path(oci) {
+                tried.push(format!("{oci}: not installed"));
+                continue;
+            }
+            *rt.base.last_mut().unwrap() = oci.to_string();
+            let e2e = rt.image(&images().e2e);
+            let mut args = vec!["run", "--rm"];
+            let opts = rt.run_opts.clone();
+            args.extend(opts.iter().map(String::as_str));
+            args.extend([e2e.as_str(), "--version"]);
+            let o = rt.cmd(&args, LONG);
+            if o.code == 0 {
+                let v = rt.cmd(&["--version"], LONG);
+                note(&format!(
+                    "{} with OCI runtime {oci}{}",
+                    v.stdout.trim(),
+                    if tried.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (tried first: {})", tried.join("; "))
+                    }
+                ));
+                return Some(rt);
+            }
+            tried.push(format!("{oci}: {}", one_line(&o.stderr)));
+        }
+        panic!(
+            "podman is installed but runs no container here: {}",
+            tried.join("; ")
+        );
+    }
+
+    /// containerd, started here on its own socket, and `ctr` with containerd's default runtime
+    /// io.containerd.runc.v2 (runc), as on a Kubernetes node.
+    fn ctr(test: &str) -> Option<Runtime> {
+        for (p, pkg) in [
+            ("containerd", "containerd"),
+            ("ctr", "containerd"),
+            ("containerd-shim-runc-v2", "containerd"),
+            ("runc", "runc"),
+        ] {
+            if !found_in_path(p) {
+                common::skip(test, &format!("{p} not installed (Debian package {pkg})"));
+                return None;
+            }
+        }
+        let dir = work_dir().join("containerd");
+        fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{sock}\"\n\
+                 [ttrpc]\n  address = \"{sock}.ttrpc\"\n\
+                 [debug]\n  address = \"\"\n",
+                root = dir.join("root").display(),
+                state = dir.join("state").display(),
+                sock = sock.display(),
+            ),
+        )
+        .unwrap();
+        let log = fs::File::create(dir.join("containerd.log")).unwrap();
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting containerd");
+        let mut rt = Runtime {
+            kind: RtKind::Ctr,
+            base: strings(&[
+                "--address",
+                sock.to_str().unwrap(),
+                "--namespace",
+                "dinit-e2e",
+            ]),
+            run_opts: Vec::new(),
+            image_prefix: "docker.io/",
+            daemon: Some(daemon),
+            dir: dir.clone(),
+        };
+        let mut last = String::new();
+        let up = wait_until(LONG, || {
+            let o = rt.cmd(&["version"], LONG);
+            last = o.to_string();
+            o.code == 0
+        });
+        if !up {
+            let log = fs::read_to_string(dir.join("containerd.log")).unwrap_or_default();
+            let _ = rt.daemon.as_mut().map(Child::kill);
+            panic!("containerd did not come up: {last}\n--- containerd.log\n{log}");
+        }
+        let v = rt.cmd(&["version"], LONG);
+        let runc = run_prog("runc", &strings(&["--version"]), LONG);
+        note(&format!(
+            "containerd {} (started by this test), ctr, {}",
+            v.stdout
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("Version:"))
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" / "),
+            runc.stdout.lines().next().unwrap_or("runc")
+        ));
+        rt.load();
+        Some(rt)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        match self.kind {
+            RtKind::Podman => {
+                let _ = self.cmd(&["rm", "-af", "-t", "0"], LONG);
+                let _ = self.cmd(&["rmi", "-af"], LONG);
+            }
+            RtKind::Ctr => {
+                if let Some(mut d) = self.daemon.take() {
+                    unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+                    let end = Instant::now() + Duration::from_secs(10);
+                    while Instant::now() < end && d.try_wait().ok().flatten().is_none() {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let _ = d.kill();
+                    let _ = d.wait();
+                }
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A container of a [`Runtime`]: Podman's run detached and its logs read with `podman logs`;
+/// ctr's run in the foreground (`ctr run --rm`) as a child of the test, its stdout and stderr
+/// read from the pipes, its exit code the container's.
+struct RtContainer<'a> {
+    rt: &'a Runtime,
+    name: String,
+    client: Option<Child>,
+    out: Arc<Mutex<Vec<u8>>>,
+    err: Arc<Mutex<Vec<u8>>>,
+    code: Option<i32>,
+    execs: usize,
+}
+
+impl<'a> RtContainer<'a> {
+    fn start(rt: &'a Runtime, name: &str, env: &[&str], image: &str) -> RtContainer<'a> {
+        let name = format!("{}-{}", images().prefix, name);
+        let image = rt.image(image);
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let err = Arc::new(Mutex::new(Vec::new()));
+        let mut client = None;
+        match rt.kind {
+            RtKind::Podman => {
+                let mut args = vec!["run", "-d", "--name", &name];
+                args.extend(rt.run_opts.iter().map(String::as_str));
+                for e in env {
+                    args.extend(["-e", e]);
+                }
+                args.push(&image);
+                rt.ok(&args, LONG);
+            }
+            RtKind::Ctr => {
+                let mut args = rt.base.clone();
+                args.extend(strings(&["run", "--rm"]));
+                for e in env {
+                    args.extend(strings(&["--env", e]));
+                }
+                args.extend([image, name.clone()]);
+                let mut c = Command::new("ctr")
+                    .args(&args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("ctr run");
+                reader(c.stdout.take().unwrap(), out.clone());
+                reader(c.stderr.take().unwrap(), err.clone());
+                client = Some(c);
+            }
+        }
+        RtContainer {
+            rt,
+            name,
+            client,
+            out,
+            err,
+            code: None,
+            execs: 0,
+        }
+    }
+
+    /// (stdout, stderr) so far.
+    fn logs(&self) -> (String, String) {
+        match self.rt.kind {
+            RtKind::Podman => {
+                let o = self.rt.cmd(&["logs", &self.name], LONG);
+                (o.stdout, o.stderr)
+            }
+            RtKind::Ctr => {
+                let t = |b: &Arc<Mutex<Vec<u8>>>| {
+                    String::from_utf8_lossy(&b.lock().unwrap()).into_owned()
+                };
+                (t(&self.out), t(&self.err))
+            }
+        }
+    }
+
+    fn wait_logs(&self, what: &str, cond: impl Fn(&str, &str) -> bool) {
+        let ok = wait_until(LONG, || {
+            let (o, e) = self.logs();
+            cond(&o, &e)
+        });
+        if !ok {
+            let (o, e) = self.logs();
+            panic!(
+                "{} {}: no {what} within {LONG:?}\n--- stdout\n{o}--- stderr\n{e}---",
+                self.rt.program(),
+                self.name
+            );
+        }
+    }
+
+    fn exec(&mut self, args: &[&str]) -> Out {
+        self.execs += 1;
+        match self.rt.kind {
+            RtKind::Podman => {
+                let mut all = vec!["exec", &self.name];
+                all.extend_from_slice(args);
+                self.rt.cmd(&all, LONG)
+            }
+            RtKind::Ctr => {
+                let id = format!("exec{}", self.execs);
+                let mut all = vec!["task", "exec", "--exec-id", &id, &self.name];
+                all.extend_from_slice(args);
+                self.rt.cmd(&all, LONG)
+            }
+        }
+    }
+
+    /// The container's exit code, once it ended on its own or after [`Self::stop`].
+    fn exit_code(&mut self) -> i32 {
+        if let Some(c) = self.code {
+            return c;
+        }
+        let code = match self.rt.kind {
+            RtKind::Podman => {
+                let o = self.rt.ok(&["wait", &self.name], LONG + LONG);
+                o.stdout
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("podman wait: {o}"))
+            }
+            RtKind::Ctr => {
+                let c = self.client.as_mut().unwrap();
+                let end = Instant::now() + LONG + LONG;
+                loop {
+                    if let Some(s) = c.try_wait().unwrap() {
+                        break s.code().unwrap_or(-1);
+                    }
+                    assert!(Instant::now() < end, "{}: ctr run did not end", self.name);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        };
+        self.code = Some(code);
+        code
+    }
+
+    /// SIGTERM, as `docker stop` and the kubelet send it: how long until the container ended.
+    fn stop(&mut self) -> Duration {
+        let t = Instant::now();
+        match self.rt.kind {
+            RtKind::Podman => {
+                let timeout = STOP_TIMEOUT_S.to_string();
+                self.rt
+                    .ok(&["stop", "-t", &timeout, &self.name], LONG + LONG);
+            }
+            RtKind::Ctr => {
+                self.rt
+                    .ok(&["task", "kill", "--signal", "SIGTERM", &self.name], LONG);
+            }
+        }
+        self.exit_code();
+        t.elapsed()
+    }
+}
+
+impl Drop for RtContainer<'_> {
+    fn drop(&mut self) {
+        match self.rt.kind {
+            RtKind::Podman => {
+                let _ = self.rt.cmd(&["rm", "-f", "-t", "0", &self.name], LONG);
+            }
+            RtKind::Ctr => {
+                if let Some(mut c) = self.client.take() {
+                    if c.try_wait().ok().flatten().is_none() {
+                        let _ = self
+                            .rt
+                            .cmd(&["task", "kill", "--signal", "SIGKILL", &self.name], LONG);
+                        let end = Instant::now() + LONG;
+                        while Instant::now() < end && c.try_wait().ok().flatten().is_none() {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        let _ = c.kill();
+                    }
+                    let _ = c.wait();
+                }
+                let _ = self.rt.cmd(&["task", "rm", "-f", &self.name], LONG);
+                let _ = self.rt.cmd(&["containers", "rm", &self.name], LONG);
+            }
+        }
+    }
+}
+
+/// The checks every runtime gets (see the head of this section).
+fn runtime_end_to_end(rt: &Runtime) {
+    let img = images();
+    let label = rt.program();
+    // logs, control commands, stop
+    let mut c = RtContainer::start(rt, "rt-examples", &["DINIT_LOG_LEVEL=info"], &img.examples);
+    c.wait_logs("every example service's first lines", |o, e| {
+        has_msg(o, "api", "run", "api listening on :8080")
+            && e.contains("cache/run: warning: cache")
+            && has_msg(o, "clock", "run", "#1 tick 1")
+            && has_msg(o, "setup", "run", "setup: 3 migrations applied")
+            && has_msg(o, "web", "run", "web: serving on :80")
+            && has_msg(o, "worker", "run", "job 1: started")
+    });
+    let st = c.exec(&["dinit", "status"]);
+    assert_eq!(st.code, 0, "{label}: dinit status: {st}");
+    assert!(
+        st.stdout.lines().any(|l| l.starts_with("run: web: (pid ")),
+        "{label}: {st}"
+    );
+    let sv = c.exec(&["sv", "status", "web", "api"]);
+    assert_eq!(sv.code, 0, "{label}: sv status: {sv}");
+    let took = c.stop();
+    assert!(took < STOP_LIMIT, "{label}: the stop took {took:?}");
+    assert_eq!(c.exit_code(), 0, "{label}: exit code after SIGTERM");
+    let (o, e) = c.logs();
+    json_records(&o);
+    for (service, stage, needle) in [
+        ("api", "run", "api: got SIGTERM, shutting down"),
+        ("web", "run", "web: got SIGTERM, closing connections"),
+        ("worker", "term", "asking the worker (PID"),
+        ("worker", "finish", "worker exited with code 0, cleaning up"),
+    ] {
+        assert!(
+            has_msg(&o, service, stage, needle),
+            "{label}: no {service}/{stage} {needle:?} in\n{o}"
+        );
+    }
+    for needle in [
+        "clock/log: clock logger: end of input after",
+        "dinit: info: got signal 15, terminating services",
+        "dinit: info: dinit exiting with status 0",
+    ] {
+        assert!(e.contains(needle), "{label}: no {needle:?} on stderr:\n{e}");
+    }
+    assert!(
+        !e.contains("SIGKILL"),
+        "{label}: something was killed:\n{e}"
+    );
+    note(&format!(
+        "{label}: stop of the examples took {took:?}, exit 0"
+    ));
+    drop(c);
+
+    // exit codes
+    for (scenario, want) in [("exit0", 0), ("exit7", 3), ("all115", 0)] {
+        let dir = format!("DINIT_DIR=/svc/{scenario}");
+        let mut c = RtContainer::start(rt, &format!("rt-{scenario}"), &[&dir], &img.e2e);
+        let code = c.exit_code();
+        let (o, e) = c.logs();
+        assert_eq!(code, want, "{label}: {scenario}\n{o}\n{e}");
+        json_records(&o);
+    }
+    note(&format!(
+        "{label}: exit codes 0, 3, 0 (exit 0, exit 7, all 115)"
+    ));
+
+    // health: web's check script fails while /tmp/web-broken exists
+    let mut h = RtContainer::start(rt, "rt-health", &[], &img.health);
+    h.wait_logs("web and db running", |o, _| {
+        o.contains("web: started pid=") && o.contains("db: started pid=")
+    });
+    let health = |h: &mut RtContainer| -> (i32, String) {
+        match rt.kind {
+            RtKind::Podman => {
+                let o = rt.cmd(&["healthcheck", "run", &h.name], LONG);
+                let s = rt.ok(
+                    &["inspect", "-f", "{{.State.Health.Status}}", &h.name],
+                    LONG,
+                );
+                (o.code, s.stdout.trim().to_string())
+            }
+            RtKind::Ctr => {
+                let o = h.exec(&["/dinit", "check"]);
+                (o.code, format!("{}{}", o.stdout, o.stderr))
+            }
+        }
+    };
+    let ok = wait_until(LONG, || health(&mut h).0 == 0);
+    assert!(ok, "{label}: never healthy: {:?}", health(&mut h));
+    assert_eq!(h.exec(&["touch", "/tmp/web-broken"]).code, 0);
+    let (code, said) = health(&mut h);
+    assert_eq!(code, 1, "{label}: {said}");
+    match rt.kind {
+        // the image's HEALTHCHECK has --retries=2: unhealthy after the second failure
+        RtKind::Podman => {
+            let (code, status) = health(&mut h);
+            assert_eq!((code, status.as_str()), (1, "unhealthy"), "{label}");
+        }
+        RtKind::Ctr => assert!(said.contains("web: check exited 1"), "{label}: {said}"),
+    }
+    assert_eq!(h.exec(&["rm", "/tmp/web-broken"]).code, 0);
+    let (code, said) = health(&mut h);
+    assert_eq!(code, 0, "{label}: {said}");
+    if let RtKind::Podman = rt.kind {
+        assert_eq!(said, "healthy", "{label}");
+    }
+    let took = h.stop();
+    assert!(took < STOP_LIMIT, "{label}: the stop took {took:?}");
+    assert_eq!(h.exit_code(), 0, "{label}");
+    note(&format!(
+        "{label}: health check healthy -> unhealthy -> healthy ({})",
+        match rt.kind {
+            RtKind::Podman => "podman healthcheck run, the image's HEALTHCHECK",
+            RtKind::Ctr => "ctr task exec /dinit check, as a Kubernetes exec probe",
+        }
+    ));
+}
+
+/// The images under Podman (crun, or runc where crun cannot run here), loaded from a
+/// `docker save` tarball: logs, stop, exit codes, health, control commands.
+#[test]
+fn podman_logs_stop_exit_codes_health() {
+    require_docker!("podman_logs_stop_exit_codes_health");
+    let Some(rt) = Runtime::podman("podman_logs_stop_exit_codes_health") else {
+        return;
+    };
+    runtime_end_to_end(&rt);
+}
+
+/// The images under containerd's `ctr` with runc (a containerd started by this test), loaded
+/// with `ctr images import` from a `docker save` tarball: logs, stop, exit codes, health
+/// (`/dinit check` as an exec probe), control commands.
+#[test]
+fn containerd_ctr_runc_logs_stop_exit_codes_health() {
+    require_docker!("containerd_ctr_runc_logs_stop_exit_codes_health");
+    let Some(rt) = Runtime::ctr("containerd_ctr_runc_logs_stop_exit_codes_health") else {
+        return;
+    };
+    runtime_end_to_end(&rt);
 }
 
 // ---------------------------------------------------------------------------------------------
