@@ -8,9 +8,10 @@
 #    missing, with a policy-rc.d that keeps their daemons from starting during the install;
 # 2. checks that this machine can run the tests: cargo, root, a PID namespace
 #    (`unshare --pid --fork --mount-proc`: the integration tests start dinit as its PID 1);
-# 3. runs `cargo test --release --no-fail-fast CARGO-TEST-ARGS...` (every test binary runs even
-#    when one fails), e.g. `--target x86_64-unknown-linux-musl`, `--test runit_compat`, a test
-#    name filter, `-- --nocapture`;
+# 3. builds the binary under test, `cargo build --release` (with `--target T`: that target's),
+#    and runs `cargo test --profile tests --no-fail-fast CARGO-TEST-ARGS...` against it
+#    ($DINIT_TEST_BIN; every test binary runs even when one fails), e.g.
+#    `--target x86_64-unknown-linux-musl`, `--test runit_compat`, a name filter, `-- --nocapture`;
 # 4. prints a summary: tests passed, failed (by name), skipped (by name, with the reason) and
 #    ignored. A test that cannot run here (no Docker engine, ptrace forbidden, a package
 #    missing) is skipped: it calls `common::skip` (tests/common/mod.rs), which prints
@@ -127,8 +128,25 @@ trap 'rm -rf "$work"' EXIT
 export DINIT_TEST_SKIPS="$work/skipped"
 : >"$DINIT_TEST_SKIPS"
 log="$work/cargo-test.log"
-cmd=(cargo test --release --no-fail-fast "$@")
-say "running: ${cmd[*]}"
+# The binary under test is the shipped one: `cargo build --release` (for `--target T`, that
+# target's), handed to every test as $DINIT_TEST_BIN. The harnesses are built once, for this
+# machine, with the `tests` profile (release without LTO, Cargo.toml): a second target's run
+# only re-runs them against its binary.
+target=""
+args=()
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+    --target) target="$2"; shift 2 ;;
+    --target=*) target="${1#--target=}"; shift ;;
+    *) args+=("$1"); shift ;;
+    esac
+done
+build=(cargo build --release ${target:+--target "$target"})
+say "building the binary under test: ${build[*]}"
+"${build[@]}" || die "${build[*]} failed"
+export DINIT_TEST_BIN="$PWD/target/${target:+$target/}release/dinit"
+cmd=(cargo test --profile tests --no-fail-fast "${args[@]}")
+say "running: DINIT_TEST_BIN=$DINIT_TEST_BIN ${cmd[*]}"
 start=$SECONDS
 set +e
 "${cmd[@]}" 2>&1 | tee "$log"

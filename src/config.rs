@@ -187,7 +187,12 @@ impl Config {
             None => Vec::new(),
             Some(v) => v
                 .split(',')
-                .map(|c| c.trim().parse::<u8>().ok())
+                .map(|c| {
+                    // Digits only: `+5` or ` 1e2` is a typo more likely than a code.
+                    let c = c.trim();
+                    let digits = !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit());
+                    digits.then(|| c.parse::<u8>().ok()).flatten()
+                })
                 .collect::<Option<Vec<u8>>>()
                 .ok_or_else(|| {
                     invalid(
@@ -579,7 +584,7 @@ mod tests {
             [143, 130]
         );
         assert!(cfg(&[]).unwrap().main_exit_zero.is_empty());
-        for bad in ["256", "x", "1,,2", "-1"] {
+        for bad in ["256", "x", "1,,2", "-1", "+5"] {
             let e = cfg(&[("DINIT_MAIN_EXIT_ZERO", bad)])
                 .unwrap_err()
                 .to_string();

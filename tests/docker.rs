@@ -57,6 +57,15 @@ const STOP_LIMIT: Duration = Duration::from_secs(5);
 // ---------------------------------------------------------------------------------------------
 // skip when there is no Docker engine or no static busybox
 
+/// The binary under test: `$DINIT_TEST_BIN` (scripts/test.sh sets it to the release build), else
+/// the crate's own.
+fn dinit_bin() -> std::path::PathBuf {
+    match std::env::var_os("DINIT_TEST_BIN") {
+        Some(p) if !p.is_empty() => p.into(),
+        _ => env!("CARGO_BIN_EXE_dinit").into(),
+    }
+}
+
 fn docker_unavailable() -> Option<&'static str> {
     static WHY: OnceLock<Option<String>> = OnceLock::new();
     WHY.get_or_init(|| {
@@ -391,11 +400,8 @@ fn build_images() -> Result<Images, String> {
         fs::copy(repo().join(f), &dst).map_err(|e| format!("{f}: {e}"))?;
     }
     fs::create_dir_all(ctx.join("target/release")).unwrap();
-    fs::copy(
-        env!("CARGO_BIN_EXE_dinit"),
-        ctx.join("target/release/dinit"),
-    )
-    .map_err(|e| format!("copying {}: {e}", env!("CARGO_BIN_EXE_dinit")))?;
+    fs::copy(dinit_bin(), ctx.join("target/release/dinit"))
+        .map_err(|e| format!("copying {}: {e}", dinit_bin()))?;
     for link in ["docker/rootfs/usr/bin/sv", "docker/rootfs/usr/bin/dinit"] {
         let target = fs::read_link(repo().join(link)).map_err(|e| format!("{link}: {e}"))?;
         fs::create_dir_all(ctx.join(link).parent().unwrap()).unwrap();
@@ -435,7 +441,7 @@ fn build_images() -> Result<Images, String> {
     // Only the binary and docker/rootfs went to the daemon.
     let a = a?;
     d?;
-    let bin_len = fs::metadata(env!("CARGO_BIN_EXE_dinit")).unwrap().len() as f64;
+    let bin_len = fs::metadata(dinit_bin()).unwrap().len() as f64;
     match context_bytes(&format!("{}\n{}", a.stdout, a.stderr)) {
         Some(n) if n < bin_len + 1e6 => {}
         None => {
@@ -1532,7 +1538,7 @@ fn images_are_as_documented() {
         ],
         LONG,
     );
-    let bin_size = fs::metadata(env!("CARGO_BIN_EXE_dinit")).unwrap().len();
+    let bin_size = fs::metadata(dinit_bin()).unwrap().len();
     assert_eq!(
         o.stdout,
         format!("/dinit\n/dinit\n/usr/bin/dinit\n0\n{bin_size}\n/\n"),

@@ -19,7 +19,7 @@ use dinit::config::{Config, ControlSocket, Policy, parse_seconds};
 use dinit::log::Level;
 use libfuzzer_sys::fuzz_target;
 
-const VARS: [&str; 8] = [
+const VARS: [&str; 11] = [
     "DINIT_DIR",
     "DINIT_LOG_LEVEL",
     "DINIT_JSON_STDOUT",
@@ -28,6 +28,9 @@ const VARS: [&str; 8] = [
     "DINIT_REPARENTING_POLICY",
     "DINIT_CHECK_TIMEOUT",
     "DINIT_CONTROL_SOCKET",
+    "DINIT_CHECK_INTERVAL",
+    "DINIT_MAIN_EXIT_ZERO",
+    "DINIT_HTTP_LISTEN",
 ];
 
 fuzz_target!(|input: &[u8]| {
@@ -57,6 +60,8 @@ fuzz_target!(|input: &[u8]| {
         (Ok(g), Ok(w)) => assert_eq!(g, w),
         (Err(g), Err((what, var, v))) => {
             let line = g.to_string();
+            // The value as the one-line message shows it: control bytes escaped.
+            let v = dinit::log::escaped(v.as_bytes());
             let want = format!("invalid {what} {v}: {var} must be ");
             assert!(line.starts_with(&want), "error {line:?}, want {want:?}…");
         }
@@ -117,6 +122,43 @@ fn model_config(value: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<Co
             model_seconds(&v).ok_or_else(|| bad("check timeout", "DINIT_CHECK_TIMEOUT", &v))?
         }
     };
+    let check_interval = match get("DINIT_CHECK_INTERVAL") {
+        None => Some(Duration::from_secs(5)),
+        Some(v) => {
+            let d = model_seconds(&v)
+                .ok_or_else(|| bad("check interval", "DINIT_CHECK_INTERVAL", &v))?;
+            (!d.is_zero()).then_some(d)
+        }
+    };
+    let main_exit_zero = match get("DINIT_MAIN_EXIT_ZERO") {
+        None => Vec::new(),
+        Some(v) => {
+            let mut codes = Vec::new();
+            for c in v.split(',') {
+                let c = c.trim();
+                let ok = !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit());
+                match c.parse::<u64>() {
+                    Ok(n) if ok && n <= 255 => codes.push(n as u8),
+                    _ => return Err(bad("main exit codes", "DINIT_MAIN_EXIT_ZERO", &v)),
+                }
+            }
+            codes
+        }
+    };
+    let http_listen = match get("DINIT_HTTP_LISTEN") {
+        None => None,
+        Some(v) => {
+            let t = v.trim();
+            let full = match t.strip_prefix(':') {
+                Some(port) => format!("0.0.0.0:{port}"),
+                None => t.to_owned(),
+            };
+            match full.parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => return Err(bad("HTTP listen address", "DINIT_HTTP_LISTEN", &v)),
+            }
+        }
+    };
     let control_socket = match get("DINIT_CONTROL_SOCKET") {
         None => ControlSocket::Path("/run/dinit/control.sock".into()),
         Some(v) if v == "none" => ControlSocket::Off,
@@ -132,7 +174,10 @@ fn model_config(value: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<Co
         policy,
         stop_timeout,
         check_timeout,
+        check_interval,
         control_socket,
+        main_exit_zero,
+        http_listen,
     })
 }
 
