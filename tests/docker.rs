@@ -401,7 +401,7 @@ fn build_images() -> Result<Images, String> {
     }
     fs::create_dir_all(ctx.join("target/release")).unwrap();
     fs::copy(dinit_bin(), ctx.join("target/release/dinit"))
-        .map_err(|e| format!("copying {}: {e}", dinit_bin()))?;
+        .map_err(|e| format!("copying {}: {e}", dinit_bin().display()))?;
     for link in ["docker/rootfs/usr/bin/sv", "docker/rootfs/usr/bin/dinit"] {
         let target = fs::read_link(repo().join(link)).map_err(|e| format!("{link}: {e}"))?;
         fs::create_dir_all(ctx.join(link).parent().unwrap()).unwrap();
