@@ -86,7 +86,12 @@ impl Loop {
                 Ok(st) => Answer {
                     code: 200,
                     content_type: "application/json",
-                    body: st.to_value().to_string() + "\n",
+                    body: {
+                        let mut body = Vec::new();
+                        st.write_object(&mut body);
+                        body.push(b'\n');
+                        String::from_utf8(body).unwrap_or_default()
+                    },
                 },
                 Err(e) => text(503, Response::Refused(e.to_string()).to_json()),
             },

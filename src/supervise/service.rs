@@ -23,6 +23,8 @@ mod readiness;
 mod requests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_roles;
 
 use super::exit::{DISABLED, Exit, Kind};
 use super::messages::{Label, Msg};
